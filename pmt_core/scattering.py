@@ -1,0 +1,328 @@
+"""Scattering features with their path metadata in Hz (method.md section 1).
+
+The paper's setting is kymatio 0.3.0 ``Scattering1D(J=13, shape=2**18, Q=(8, 2),
+T=2**13)``: 1,286 paths x 32 frames, of which the order-1 and order-2 paths whose
+first-order centre frequency is at least 32 Hz are kept (74 + 1,126 = 1,200).
+
+Two departures from stock kymatio, both deliberate and documented:
+
+* ``from kymatio.torch import Scattering1D`` fails with scipy >= 1.17 (the import
+  chain reaches the 3-D transform, which needs the removed ``scipy.special.sph_harm``);
+  the 1-D torch frontend is imported directly instead.
+* kymatio 0.3.0 normalises twice in its Fourier-domain subsampling (kymatio pull
+  request #736, closed unmerged), so a raw order-1 coefficient comes out divided by
+  ``2**j1`` and an order-2 one by ``2**(j1 + j2)``, where ``j1``, ``j2`` are the
+  filters' ``j``. :func:`scatter` multiplies that scale back by default, so that
+  energies compare across paths and match a direct computation with the same
+  filters (pinned in ``tests/test_scattering.py``). The network is insensitive to it:
+  its log compression divides by a per-path mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .device import select_device
+
+
+def _scattering_frontend():
+    """Return kymatio's 1-D torch frontend class without importing ``kymatio.torch``.
+
+    ``kymatio.torch`` imports the 3-D transform, whose import of
+    ``scipy.special.sph_harm`` fails with scipy >= 1.17. The 1-D frontend does not
+    need it. ``tests/test_scattering.py`` pins this workaround.
+    """
+    from kymatio.scattering1d.frontend.torch_frontend import ScatteringTorch1D
+
+    return ScatteringTorch1D
+
+
+@dataclass(frozen=True)
+class ScatteringConfig:
+    """Settings of the scattering transform; defaults are the paper's.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Expected sample rate of the audio (Hz). Audio at another rate is refused:
+        resample it when loading (``pmt_core.audio.load_audio`` does).
+    n_samples : int
+        Clip length N; audio is truncated or zero-padded at the end to N samples
+        (2**18 = 5.94 s at 44.1 kHz, the paper's "around 6 seconds").
+    J : int
+        Maximum log2 scale of the wavelets.
+    Q : tuple of int
+        Wavelets per octave at orders 1 and 2.
+    T : int
+        Averaging window in samples (2**13 = 186 ms); frames = N / T.
+    min_carrier_hz : float
+        Order-1 and order-2 paths whose first-order centre frequency is below this
+        are dropped (32 Hz keeps the paper's 1,200 paths).
+    undo_kymatio_scaling : bool
+        Multiply kymatio 0.3.0's per-path subsampling scale back (see module notes).
+    """
+
+    sample_rate: int = 44100
+    n_samples: int = 2**18
+    J: int = 13
+    Q: tuple[int, int] = (8, 2)
+    T: int = 2**13
+    min_carrier_hz: float = 32.0
+    undo_kymatio_scaling: bool = True
+
+    def __post_init__(self):
+        if self.n_samples <= 0 or self.n_samples & (self.n_samples - 1):
+            raise ValueError(f"n_samples must be a power of two, got {self.n_samples}")
+        if self.T > self.n_samples or self.n_samples % self.T:
+            raise ValueError(f"T={self.T} must divide n_samples={self.n_samples}")
+        object.__setattr__(self, "Q", tuple(int(q) for q in self.Q))
+
+    @property
+    def n_frames(self) -> int:
+        """Number of time frames per example."""
+        return self.n_samples // self.T
+
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable dict (for checkpoints, caches and reports)."""
+        data = dataclasses.asdict(self)
+        data["Q"] = list(self.Q)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ScatteringConfig:
+        """Rebuild a config from :meth:`to_dict` output."""
+        data = dict(data)
+        data["Q"] = tuple(data["Q"])
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """Return a short stable hash of the settings (cache keys, checkpoints)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PathTable:
+    """Metadata of the kept scattering paths, one entry per path.
+
+    Attributes
+    ----------
+    order : numpy.ndarray of int
+        1 or 2.
+    carrier_hz : numpy.ndarray of float
+        First-order centre frequency lambda1 in Hz.
+    modulation_hz : numpy.ndarray of float
+        Second-order centre frequency lambda2 in Hz; NaN for first order.
+    j : numpy.ndarray of float, shape (paths, 2)
+        kymatio's filter scales (j1, j2); NaN where not applicable.
+    kymatio_index : numpy.ndarray of int
+        Index of the path in kymatio's full output (order 0 included).
+    """
+
+    order: np.ndarray
+    carrier_hz: np.ndarray
+    modulation_hz: np.ndarray
+    j: np.ndarray
+    kymatio_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @property
+    def first_order(self) -> np.ndarray:
+        """Boolean mask of the order-1 (S1) paths."""
+        return self.order == 1
+
+    @property
+    def second_order(self) -> np.ndarray:
+        """Boolean mask of the order-2 (S2) paths."""
+        return self.order == 2
+
+    def kymatio_scale(self) -> np.ndarray:
+        """Return the factor kymatio 0.3.0 divided each kept path by (2**j1 or 2**(j1+j2))."""
+        exponent = np.where(self.order == 1, self.j[:, 0], self.j[:, 0] + self.j[:, 1])
+        return np.exp2(exponent)
+
+
+@dataclass(frozen=True)
+class ScatteringResult:
+    """Scattering coefficients of one or more examples with their path metadata.
+
+    Attributes
+    ----------
+    values : numpy.ndarray, float32, shape (examples, paths, frames)
+        Scattering coefficients (kymatio's scale undone unless the config says
+        otherwise). Order 0 is not included.
+    paths : PathTable
+        One entry per path (axis 1 of ``values``).
+    config : ScatteringConfig
+        The settings the coefficients were made with.
+    """
+
+    values: np.ndarray
+    paths: PathTable
+    config: ScatteringConfig
+
+    @property
+    def carrier_hz(self) -> np.ndarray:
+        """lambda1 of each path (Hz)."""
+        return self.paths.carrier_hz
+
+    @property
+    def modulation_hz(self) -> np.ndarray:
+        """lambda2 of each path (Hz); NaN for first order."""
+        return self.paths.modulation_hz
+
+    @property
+    def order(self) -> np.ndarray:
+        """Scattering order (1 or 2) of each path."""
+        return self.paths.order
+
+    def time_averaged(self) -> np.ndarray:
+        """Return coefficients averaged over frames (examples x paths)."""
+        return self.values.mean(axis=-1)
+
+
+class _Transform:
+    """A kymatio filter bank with the kept paths' metadata, built once per config/device."""
+
+    def __init__(self, config: ScatteringConfig, device: torch.device):
+        frontend = _scattering_frontend()
+        self.module = frontend(J=config.J, shape=config.n_samples, Q=config.Q, T=config.T)
+        self.module.to(device)
+        meta = self.module.meta()
+        order = np.asarray(meta["order"])
+        carrier = np.asarray(meta["xi"])[:, 0] * config.sample_rate
+        keep = (order >= 1) & (carrier >= config.min_carrier_hz)
+        index = np.flatnonzero(keep)
+        self.paths = PathTable(
+            order=order[index].astype(int),
+            carrier_hz=carrier[index],
+            modulation_hz=np.where(
+                order[index] == 2, np.asarray(meta["xi"])[index, 1] * config.sample_rate, np.nan
+            ),
+            j=np.asarray(meta["j"], dtype=float)[index],
+            kymatio_index=index,
+        )
+        scale = self.paths.kymatio_scale() if config.undo_kymatio_scaling else np.ones(len(index))
+        self.index = torch.as_tensor(index, device=device)
+        self.scale = torch.as_tensor(scale, dtype=torch.float32, device=device)[:, None]
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module(batch).index_select(-2, self.index) * self.scale
+
+
+@functools.lru_cache(maxsize=4)
+def _transform(config: ScatteringConfig, device: torch.device) -> _Transform:
+    # Building the filter bank takes seconds and ~300 MiB: build once per process.
+    return _Transform(config, device)
+
+
+def path_table(config: ScatteringConfig | None = None) -> PathTable:
+    """Return the metadata of the paths kept under ``config`` (no audio needed)."""
+    return _transform(config or ScatteringConfig(), torch.device("cpu")).paths
+
+
+def prepare_audio(audio, sample_rate: int, config: ScatteringConfig) -> np.ndarray:
+    """Validate, normalise and fix the length of audio for the transform.
+
+    Parameters
+    ----------
+    audio : array-like or torch.Tensor
+        One signal (samples,) or a batch (examples, samples) of mono signals.
+        Multi-channel audio must be averaged first (``pmt_core.audio.load_audio``
+        does it); a 2-D input is always read as a batch.
+    sample_rate : int
+        Sample rate of ``audio``; must equal ``config.sample_rate``.
+    config : ScatteringConfig
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (examples, config.n_samples)
+        Each signal divided by its own standard deviation (the authors' code;
+        silence is left at zero), then truncated or zero-padded at the end.
+
+    Raises
+    ------
+    ValueError
+        On a wrong sample rate, an empty signal, NaN or inf, or more than 2 axes.
+    """
+    if int(sample_rate) != config.sample_rate:
+        raise ValueError(
+            f"audio sample rate is {sample_rate} Hz but the scattering config expects "
+            f"{config.sample_rate} Hz; resample first (pmt_core.audio.load_audio does)"
+        )
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    signals = np.asarray(audio, dtype=np.float64)
+    if signals.ndim == 1:
+        signals = signals[None, :]
+    if signals.ndim != 2:
+        raise ValueError(
+            f"expected one signal (samples,) or a batch (examples, samples), got shape "
+            f"{signals.shape}; average multi-channel audio to mono first"
+        )
+    if signals.shape[0] == 0 or signals.shape[1] == 0:
+        raise ValueError(f"empty audio: shape {signals.shape}")
+    if not np.all(np.isfinite(signals)):
+        bad = np.flatnonzero(~np.all(np.isfinite(signals), axis=1)).tolist()
+        raise ValueError(f"audio contains NaN or inf (examples {bad[:10]})")
+    std = signals.std(axis=1, keepdims=True)
+    signals = signals / np.where(std > 0, std, 1.0)
+    out = np.zeros((signals.shape[0], config.n_samples), dtype=np.float32)
+    n = min(config.n_samples, signals.shape[1])
+    out[:, :n] = signals[:, :n]
+    return out
+
+
+def scatter(
+    audio,
+    sr: int = 44100,
+    config: ScatteringConfig | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> ScatteringResult:
+    """Scattering transform of one signal or a batch, with path metadata in Hz.
+
+    Parameters
+    ----------
+    audio : array-like or torch.Tensor
+        One mono signal (samples,) or a batch (examples, samples); see
+        :func:`prepare_audio` for normalisation and length.
+    sr : int
+        Sample rate of ``audio`` in Hz; must match ``config.sample_rate``.
+    config : ScatteringConfig, optional
+        Defaults to the paper's setting.
+    device : str or torch.device, optional
+        Where to compute (default: CUDA when available, else CPU).
+    batch_size : int
+        Examples per transform call (memory grows with it: ~1.2 GiB at 1 on CPU).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ScatteringResult
+        ``values`` of shape (examples, paths, frames), float32, on the CPU.
+    """
+    config = config or ScatteringConfig()
+    signals = prepare_audio(audio, sr, config)
+    device = select_device(device)
+    transform = _transform(config, device)
+    chunks = []
+    starts = range(0, len(signals), batch_size)
+    for start in tqdm(starts, desc="scattering", unit="batch", disable=not progress):
+        batch = torch.from_numpy(signals[start : start + batch_size]).to(device)
+        with torch.no_grad():
+            chunks.append(transform(batch).cpu().numpy())
+    values = np.concatenate(chunks, axis=0).astype(np.float32, copy=False)
+    return ScatteringResult(values=values, paths=transform.paths, config=config)
