@@ -1,0 +1,351 @@
+"""Loading a data set (manifest CSV, the authors' CSV, or a SOL tree) and splitting it.
+
+Every loader returns one row per audio file with at least the columns ``path``
+(absolute, or empty for synthetic examples), ``technique`` (one of
+:data:`pmt_core.techniques.TECHNIQUES`), ``subset`` (training, validation, test),
+``instrument``, ``family``, ``f0_hz`` and ``modulation_rate_hz`` (NaN when
+unknown), and ``attrs``: ``source`` ("manifest", "authors_csv" or "sol_tree"),
+``path``, ``n_ignored`` and ``ignored`` (relative paths of the files left out).
+A data set may hold any subset of the five techniques.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pmt_core.atomic import atomic_path
+from pmt_core.audio import fix_length, load_audio
+from pmt_core.techniques import TECHNIQUES
+
+SUBSETS = ("training", "validation", "test")
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+#: The 23 original SOL technique folders of SOL-PMT and their class, copied from the
+#: authors' ``SOL-0.9HQ-PMT_meta.csv`` (columns ``technique original`` ->
+#: ``modulation technique``; every folder maps to exactly one class there). In a bare
+#: SOL tree any other folder (ordinario, non-vibrato, staccato, ...) is ignored and
+#: counted: the class is never guessed from a substring.
+TECHNIQUE_FOLDERS: dict[str, str] = {
+    "artificial-harmonic-tremolo": "tremolo",
+    "bisbigliando": "bisbigliando",
+    "bisbigliando-with-stick": "bisbigliando",
+    "double-trill-major-second-up": "trill",
+    "double-trill-minor-second-up": "trill",
+    "flatterzunge": "flatterzunge",
+    "flatterzunge-and-voice-unison": "flatterzunge",
+    "flatterzunge-closed": "flatterzunge",
+    "flatterzunge-high-register": "flatterzunge",
+    "flatterzunge-no-mouthpiece": "flatterzunge",
+    "flatterzunge-open": "flatterzunge",
+    "flatterzunge-stopped": "flatterzunge",
+    "flatterzunge-to-ordinario": "flatterzunge",
+    "ordinario-to-flatterzunge": "flatterzunge",
+    "ordinario-to-tremolo": "tremolo",
+    "sul-ponticello-tremolo": "tremolo",
+    "sul-tasto-tremolo": "tremolo",
+    "tremolo": "tremolo",
+    "tremolo-to-ordinario": "tremolo",
+    "tremolo-with-fingertips": "tremolo",
+    "trill-major-second-up": "trill",
+    "trill-minor-second-up": "trill",
+    "vibrato": "vibrato",
+}
+
+#: Columns of the authors' CSV (method.md section 6).
+AUTHORS_COLUMNS = (
+    "instrument family",
+    "instrument",
+    "technique original",
+    "modulation technique",
+    "file_name",
+    "subset",
+)
+MANIFEST_REQUIRED = ("path", "technique")
+MANIFEST_OPTIONAL_NUMERIC = ("f0_hz", "modulation_rate_hz")
+
+# A SOL note name is its own token in the file name: "Fl-trill-maj2-G#6-mf.wav".
+_NOTE_RE = re.compile(r"(?:^|[-_ +])([A-G])(#?)(\d)(?=$|[-_ +.])")
+_PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+class DatasetError(ValueError):
+    """A data set cannot be loaded: missing file, empty folder, bad CSV, unknown name."""
+
+
+def f0_from_filename(name: str) -> float:
+    """Parse the f0 (Hz, A4 = 440 Hz) from a SOL file name, NaN if it has no note.
+
+    SOL names carry the written note as a dash-separated token, e.g.
+    ``Fl-trill-maj2-G#6-mf.wav`` -> G#6 -> 1661.2 Hz (sharps only in SOL). A name
+    with no such token, or with several, gives NaN.
+    """
+    matches = _NOTE_RE.findall(os.path.basename(name))
+    if len(matches) != 1:
+        return float("nan")
+    letter, sharp, octave = matches[0]
+    midi = 12 * (int(octave) + 1) + _PITCH_CLASS[letter] + (1 if sharp else 0)
+    return float(440.0 * 2.0 ** ((midi - 69) / 12.0))
+
+
+def load_dataset(path: str | os.PathLike) -> pd.DataFrame:
+    """Load a data set description; see the module docstring for the columns.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        (a) a manifest CSV with ``path`` (relative to the CSV's folder) and
+        ``technique`` columns, optional ``subset``, ``instrument``, ``family``,
+        ``f0_hz``, ``modulation_rate_hz``; (b) a CSV in the authors' format, whose
+        split is kept exactly; (c) a folder whose root holds one CSV of either kind;
+        (d) a bare SOL tree ``Family/Instrument/technique-folder/file.wav|flac``,
+        split with :func:`split_dataset` (seed 0).
+
+    Raises
+    ------
+    DatasetError
+        Missing path or audio file, empty folder, CSV without the required columns,
+        unknown technique or subset name.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    if path.is_dir():
+        csvs = sorted(p for p in path.glob("*.csv") if _csv_kind(p) is not None)
+        if len(csvs) > 1:
+            raise DatasetError(
+                f"{path}: several data set CSVs at the root: {[p.name for p in csvs]}"
+            )
+        df = _load_csv(csvs[0]) if csvs else _load_sol_tree(path)
+    else:
+        df = _load_csv(path)
+    df.attrs["path"] = str(path)
+    return df
+
+
+def _csv_kind(csv_path: Path) -> str | None:
+    try:
+        columns = set(pd.read_csv(csv_path, nrows=0).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    if set(AUTHORS_COLUMNS) <= columns:
+        return "authors_csv"
+    if set(MANIFEST_REQUIRED) <= columns:
+        return "manifest"
+    return None
+
+
+def _load_csv(csv_path: Path) -> pd.DataFrame:
+    try:
+        raw = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{csv_path}: not a readable CSV ({err})") from err
+    kind = _csv_kind(csv_path)
+    if kind is None:
+        raise DatasetError(
+            f"{csv_path}: missing columns; need {list(MANIFEST_REQUIRED)} (manifest) or "
+            f"{list(AUTHORS_COLUMNS)} (authors' format); found {list(raw.columns)}"
+        )
+    if raw.empty:
+        raise DatasetError(f"{csv_path}: no rows")
+    root = csv_path.parent
+    if kind == "authors_csv":
+        rel = (
+            raw[list(AUTHORS_COLUMNS[:3])].astype(str).agg("/".join, axis=1)
+            + "/"
+            + raw["file_name"].astype(str)
+        )
+        df = pd.DataFrame(
+            {
+                "path": [str(root / r) for r in rel],
+                "technique": raw["modulation technique"].astype(str),
+                "subset": raw["subset"].astype(str),
+                "instrument": raw["instrument"].astype(str),
+                "family": raw["instrument family"].astype(str),
+                "f0_hz": [f0_from_filename(n) for n in raw["file_name"].astype(str)],
+                "modulation_rate_hz": np.nan,
+                "technique_original": raw["technique original"].astype(str),
+            }
+        )
+        _check_names(df, csv_path)
+        _check_files(df, csv_path)
+        return _finish(df, "authors_csv", csv_path, [])
+
+    df = raw.copy()
+    synthetic = df["path"].isna()
+    if synthetic.any() and "seed" not in df.columns:
+        rows = list(df.index[synthetic][:5])
+        raise DatasetError(f"{csv_path}: empty path in rows {rows} and no synthetic 'seed' column")
+    df["path"] = [
+        "" if empty else str((root / str(p)).resolve())
+        for p, empty in zip(df["path"], synthetic, strict=True)
+    ]
+    df["technique"] = df["technique"].astype(str)
+    for column in ("instrument", "family"):
+        df[column] = df[column].fillna("unknown").astype(str) if column in df else "unknown"
+    for column in MANIFEST_OPTIONAL_NUMERIC:
+        df[column] = pd.to_numeric(df[column], errors="coerce") if column in df else np.nan
+    has_split = "subset" in df and df["subset"].notna().all()
+    if "subset" in df and df["subset"].notna().any() and not has_split:
+        raise DatasetError(f"{csv_path}: column 'subset' is empty for some rows but not all")
+    if not has_split:
+        df["subset"] = ""
+    _check_names(df, csv_path, check_subset=has_split)
+    _check_files(df[df["path"] != ""], csv_path)
+    if not has_split:
+        df = split_dataset(df, seed=0)
+    return _finish(df, "manifest", csv_path, [])
+
+
+def _load_sol_tree(root: Path) -> pd.DataFrame:
+    rows, ignored = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue  # macOS resource forks and other hidden files
+            full = Path(dirpath) / name
+            rel = full.relative_to(root)
+            if full.suffix.lower() not in AUDIO_SUFFIXES:
+                continue
+            parts = rel.parts
+            if len(parts) != 4 or parts[2] not in TECHNIQUE_FOLDERS:
+                ignored.append(rel.as_posix())
+                continue
+            family, instrument, folder, _ = parts
+            rows.append(
+                {
+                    "path": str(full),
+                    "technique": TECHNIQUE_FOLDERS[folder],
+                    "instrument": instrument,
+                    "family": family,
+                    "f0_hz": f0_from_filename(name),
+                    "modulation_rate_hz": np.nan,
+                    "technique_original": folder,
+                }
+            )
+    if not rows:
+        what = (
+            f"{len(ignored)} audio files, none in a known technique folder"
+            if ignored
+            else ("no audio files (.wav, .flac)")
+        )
+        raise DatasetError(f"{root}: {what}; expected Family/Instrument/technique/file.wav")
+    df = split_dataset(pd.DataFrame(rows), seed=0)
+    return _finish(df, "sol_tree", root, ignored)
+
+
+def _check_names(df: pd.DataFrame, where: Path, check_subset: bool = True) -> None:
+    unknown = sorted(set(df["technique"]) - set(TECHNIQUES))
+    if unknown:
+        raise DatasetError(f"{where}: unknown technique(s) {unknown}; expected {list(TECHNIQUES)}")
+    if check_subset:
+        bad = sorted(set(df["subset"]) - set(SUBSETS))
+        if bad:
+            raise DatasetError(f"{where}: unknown subset name(s) {bad}; expected {list(SUBSETS)}")
+
+
+def _check_files(df: pd.DataFrame, where: Path) -> None:
+    missing = [p for p in df["path"] if not os.path.isfile(p)]
+    if missing:
+        raise DatasetError(f"{where}: {len(missing)} audio file(s) missing, e.g. {missing[:3]}")
+
+
+def _finish(df: pd.DataFrame, source: str, where: Path, ignored: list[str]) -> pd.DataFrame:
+    df = df.reset_index(drop=True)
+    df.attrs.update(source=source, path=str(where), n_ignored=len(ignored), ignored=list(ignored))
+    return df
+
+
+def split_dataset(
+    df: pd.DataFrame,
+    seed: int = 0,
+    ratios: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    group_by: str | None = "instrument",
+) -> pd.DataFrame:
+    """Assign ``subset`` with the authors' recipe.
+
+    Shuffle all rows with ``seed``; then, per class and per instrument, the first
+    ``int(ratios[0] n)`` rows go to training, the next ``int(ratios[1] n)`` to
+    validation and the rest to test. Tiny groups therefore go to test first
+    (n = 1: test; n = 2: training + test), as in the authors' code. Afterwards, a
+    class with at least 3 examples that lacks a subset gets one example moved into
+    it from that class's most populated subset (the last shuffled example of the
+    largest instrument group there), so every such class appears in all three.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Needs ``technique``; the ``group_by`` column is optional (without it, one
+        group per class).
+    seed : int
+        Shuffle seed.
+    ratios : tuple of float
+        Training and validation fractions; test takes the rest (third value
+        documented only).
+    group_by : str or None
+        Column whose groups are split separately within each class: the authors
+        use ``"instrument"``; None splits each class as one group.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy in the original row order, with ``subset`` added or overwritten.
+    """
+    out = df.copy() if df.index.is_unique else df.reset_index(drop=True)
+    order = np.random.default_rng(seed).permutation(len(out))
+    shuffled = out.iloc[order]
+    keys = ["technique", group_by] if group_by is not None and group_by in out else ["technique"]
+    subset = pd.Series("", index=out.index, dtype=object)
+    rank = shuffled.groupby(keys, sort=False).cumcount()
+    size = shuffled.groupby(keys, sort=False)["technique"].transform("size")
+    n_train = (ratios[0] * size).astype(int)
+    n_val = (ratios[1] * size).astype(int)
+    subset[shuffled.index] = np.where(
+        rank < n_train, "training", np.where(rank < n_train + n_val, "validation", "test")
+    )
+    position = pd.Series(np.arange(len(out)), index=shuffled.index)  # shuffle rank
+    for _, members in out.groupby("technique", sort=False).groups.items():
+        if len(members) < len(SUBSETS):
+            continue
+        for wanted in SUBSETS:
+            counts = subset[members].value_counts()
+            if counts.get(wanted, 0) > 0:
+                continue
+            donor_subset = counts.idxmax()
+            donors = out.loc[members][subset[members] == donor_subset]
+            group_sizes = donors.groupby(keys[1:] or ["technique"])["technique"].transform("size")
+            biggest = donors[group_sizes == group_sizes.max()].index
+            subset[position[biggest].idxmax()] = wanted
+    out["subset"] = subset.astype(str)
+    return out
+
+
+def write_split_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the data set with its split as CSV, atomically; return the path.
+
+    Paths are written as stored (absolute), so :func:`load_dataset` reads the file
+    back as a manifest wherever it lies.
+    """
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def example_audio(row, sample_rate: int = 44100, n_samples: int = 2**18) -> np.ndarray:
+    """Return the audio of one data set row, ``n_samples`` long.
+
+    Synthesizes when ``row.path`` is empty (synthetic data set), else reads the file
+    with :func:`pmt_core.audio.load_audio` and applies
+    :func:`pmt_core.audio.fix_length`.
+    """
+    path = row["path"] if hasattr(row, "__getitem__") else row.path
+    if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
+        from pmt_core.synth import synthesize
+
+        return synthesize(row, sample_rate=sample_rate, n_samples=n_samples)
+    return fix_length(load_audio(path, sample_rate=sample_rate), n_samples)
