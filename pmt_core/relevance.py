@@ -1,0 +1,552 @@
+"""Statistics of relevance maps over the scattering paths (method.md section 4).
+
+Every function here is pure numpy/scipy and knows the paths' metadata (carrier
+lambda1 and modulation lambda2 in Hz, from :class:`~pmt_core.scattering.PathTable`).
+Relevance is defined in the network's input domain: the log-compressed
+scattering features (``pmt_core.compression``), after nothing else; maps are its
+average over the 32 frames (paper section 4.2, "local relevance maps").
+
+Conventions
+-----------
+* ``maps`` are (examples, paths) time-averaged relevances, signed.
+* "Largest" means largest signed value, as in the paper's Eq. 13 and the authors'
+  code (``argmax``, not ``argmax |.|``): the most positive evidence for the
+  explained class.
+* Frequencies are compared on a log2 scale (octaves), as the filter banks are
+  geometrically spaced (Q2 = 2: second-order centres half an octave apart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from .scattering import PathTable
+
+__all__ = [
+    "KurtosisSummary",
+    "chance_hit_rate",
+    "energy_maps",
+    "energy_rank_correlation",
+    "kurtosis_per_example",
+    "kurtosis_summary",
+    "lambda2_profile",
+    "local_maps",
+    "localisation_hits",
+    "octave_distance",
+    "peak_carrier_hz",
+    "peak_modulation_hz",
+    "peak_path",
+    "profile_similarity",
+    "rowwise_spearman",
+    "s1_share",
+    "top_n_aggregate",
+    "top_n_positions",
+    "within_band",
+]
+
+
+def _as_maps(maps, paths: PathTable | None = None) -> np.ndarray:
+    """Return ``maps`` as a float64 (examples, paths) array, checking the path count."""
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim == 1:
+        maps = maps[None, :]
+    if maps.ndim != 2:
+        raise ValueError(f"expected maps of shape (examples, paths), got {maps.shape}")
+    if paths is not None and maps.shape[1] != len(paths):
+        raise ValueError(f"maps have {maps.shape[1]} paths, the path table {len(paths)}")
+    return maps
+
+
+def local_maps(relevance) -> np.ndarray:
+    """Average input relevance over time frames (paper section 4.2).
+
+    Parameters
+    ----------
+    relevance : array-like or torch.Tensor, shape (examples, paths, frames)
+        Input relevance, e.g. ``Explanation.relevance``.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (examples, paths)
+    """
+    if hasattr(relevance, "detach"):
+        relevance = relevance.detach().cpu().numpy()
+    relevance = np.asarray(relevance, dtype=np.float64)
+    if relevance.ndim != 3:
+        raise ValueError(
+            f"expected relevance of shape (examples, paths, frames), got {relevance.shape}"
+        )
+    return relevance.mean(axis=-1)
+
+
+# --- contrast -------------------------------------------------------------------
+
+
+def kurtosis_per_example(maps) -> np.ndarray:
+    """Fisher kurtosis of each example's time-averaged relevances.
+
+    The authors' code (method.md section 4): ``scipy.stats.kurtosis`` with its
+    defaults (Fisher, i.e. 0 for a Gaussian; biased estimator) over the 1,200
+    relevances of one map, S1 and S2 together. A map with a few strong paths on a
+    flat background has a large kurtosis: the paper reads it as "more contrasted".
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+
+    Returns
+    -------
+    numpy.ndarray, shape (examples,)
+        NaN for a constant map.
+    """
+    maps = _as_maps(maps)
+    # A constant row has zero variance: scipy returns NaN with a warning; keep NaN.
+    with np.errstate(all="ignore"):
+        flat = np.ptp(maps, axis=1) == 0
+        out = stats.kurtosis(maps, axis=1, fisher=True, bias=True)
+    return np.where(flat, np.nan, out)
+
+
+@dataclass(frozen=True)
+class KurtosisSummary:
+    """Mean and standard deviation of per-example kurtosis.
+
+    Attributes
+    ----------
+    mean, sd : float
+        Over the finite values; ``sd`` with ``ddof`` as requested (the paper does
+        not say which; numpy's default ddof = 0 is the authors' likely one).
+    n : int
+        Number of finite values.
+    """
+
+    mean: float
+    sd: float
+    n: int
+
+
+def kurtosis_summary(kurtosis, ddof: int = 0) -> KurtosisSummary:
+    """Summarise per-example kurtosis as mean and standard deviation.
+
+    Parameters
+    ----------
+    kurtosis : array-like, shape (examples,)
+        Output of :func:`kurtosis_per_example`; NaNs (constant maps) are dropped.
+    ddof : int
+        Delta degrees of freedom of the standard deviation.
+
+    Returns
+    -------
+    KurtosisSummary
+    """
+    k = np.asarray(kurtosis, dtype=np.float64).ravel()
+    k = k[np.isfinite(k)]
+    if k.size == 0:
+        return KurtosisSummary(np.nan, np.nan, 0)
+    sd = float(np.std(k, ddof=ddof)) if k.size > ddof else np.nan
+    return KurtosisSummary(float(np.mean(k)), sd, int(k.size))
+
+
+# --- class-wise aggregation (Eq. 13) ----------------------------------------------
+
+
+def top_n_positions(maps, n: int = 5) -> np.ndarray:
+    """Return the path indices of each example's ``n`` largest signed relevances.
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+    n : int
+        Number of positions per example (the paper's top-5).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (examples, n)
+        Largest first. Ties are broken by path order (stable sort).
+    """
+    maps = _as_maps(maps)
+    if not 1 <= n <= maps.shape[1]:
+        raise ValueError(f"n must lie in [1, {maps.shape[1]}], got {n}")
+    return np.argsort(-maps, axis=1, kind="stable")[:, :n]
+
+
+def top_n_aggregate(maps, labels, n: int = 5, n_classes: int | None = None) -> np.ndarray:
+    """Class-wise aggregated relevance map: counts of top-n positions (paper Eq. 13).
+
+    For each example of a class, the positions of its ``n`` largest (signed)
+    time-averaged relevances, S1 paths included, are registered; the class map
+    counts them over the class's examples (Wang et al., section 4.3; the authors'
+    code does the same).
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+    labels : array-like of int, shape (examples,)
+        Class of each example (0 .. n_classes - 1).
+    n : int
+        Positions per example.
+    n_classes : int, optional
+        Default ``max(labels) + 1``.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_classes, paths)
+        Row c sums to ``n`` times the number of examples of class c.
+    """
+    maps = _as_maps(maps)
+    labels = np.asarray(labels).astype(int).ravel()
+    if labels.shape[0] != maps.shape[0]:
+        raise ValueError(f"{labels.shape[0]} labels for {maps.shape[0]} maps")
+    if labels.size and labels.min() < 0:
+        raise ValueError("labels must be non-negative")
+    if n_classes is None:
+        n_classes = int(labels.max()) + 1 if labels.size else 0
+    if labels.size and labels.max() >= n_classes:
+        raise ValueError(f"label {labels.max()} >= n_classes {n_classes}")
+    counts = np.zeros((n_classes, maps.shape[1]), dtype=np.int64)
+    if labels.size:
+        top = top_n_positions(maps, n)
+        np.add.at(counts, (np.repeat(labels, n), top.ravel()), 1)
+    return counts
+
+
+# --- peaks and localisation -------------------------------------------------------
+
+
+def peak_path(maps, paths: PathTable, order: int | None = 2) -> np.ndarray:
+    """Index of each example's largest signed value, among the paths of one order.
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+    paths : PathTable
+    order : {2, 1, None}
+        Restrict to second-order (default) or first-order paths; None: all paths.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (examples,)
+        Index into the full path axis.
+    """
+    maps = _as_maps(maps, paths)
+    if order is None:
+        candidates = np.arange(len(paths))
+    elif order in (1, 2):
+        candidates = np.flatnonzero(paths.order == order)
+    else:
+        raise ValueError(f"order must be 1, 2 or None, got {order!r}")
+    if candidates.size == 0:
+        raise ValueError(f"no paths of order {order}")
+    return candidates[np.argmax(maps[:, candidates], axis=1)]
+
+
+def peak_modulation_hz(maps, paths: PathTable) -> np.ndarray:
+    """lambda2 (Hz) at each example's largest second-order value.
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+        Relevance, energy or any per-path score; S1 paths are ignored.
+    paths : PathTable
+
+    Returns
+    -------
+    numpy.ndarray, shape (examples,)
+    """
+    return np.asarray(paths.modulation_hz)[peak_path(maps, paths, order=2)]
+
+
+def peak_carrier_hz(maps, paths: PathTable, order: int | None = 2) -> np.ndarray:
+    """lambda1 (Hz) at each example's largest value (second-order paths by default).
+
+    With the default the peak is the same path as :func:`peak_modulation_hz`'s, so
+    the two give the (lambda1, lambda2) cell of the peak.
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+    paths : PathTable
+    order : {2, 1, None}
+        As in :func:`peak_path`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (examples,)
+    """
+    return np.asarray(paths.carrier_hz)[peak_path(maps, paths, order=order)]
+
+
+def octave_distance(a_hz, b_hz) -> np.ndarray:
+    """Distance in octaves, ``|log2(a / b)|`` (broadcasts).
+
+    Raises
+    ------
+    ValueError
+        If a frequency is not strictly positive (NaN passes through as NaN).
+    """
+    a = np.asarray(a_hz, dtype=np.float64)
+    b = np.asarray(b_hz, dtype=np.float64)
+    if np.any(a <= 0) or np.any(b <= 0):
+        raise ValueError("frequencies must be strictly positive")
+    return np.abs(np.log2(a / b))
+
+
+def localisation_hits(maps, paths: PathTable, true_rate_hz, tol_octaves: float) -> np.ndarray:
+    """Whether each example's peak second-order value lies near its true modulation rate.
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+    paths : PathTable
+    true_rate_hz : array-like, shape (examples,)
+        Ground-truth modulation rate per example (Hz). Must be finite: filter out
+        examples without one first (a hit cannot be scored without ground truth).
+    tol_octaves : float
+        A hit is ``octave_distance(peak lambda2, rate) <= tol_octaves``.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (examples,)
+    """
+    rate = np.asarray(true_rate_hz, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(rate)):
+        raise ValueError("true_rate_hz has NaN or inf; drop examples without ground truth")
+    if tol_octaves < 0:
+        raise ValueError("tol_octaves must be non-negative")
+    peaks = peak_modulation_hz(maps, paths)
+    if peaks.shape != rate.shape:
+        raise ValueError(f"{rate.shape[0]} rates for {peaks.shape[0]} maps")
+    return octave_distance(peaks, rate) <= tol_octaves
+
+
+def chance_hit_rate(paths: PathTable, true_rate_hz, tol_octaves: float) -> np.ndarray:
+    """Exact hit probability of a random map, per example.
+
+    A map of i.i.d. continuous values puts its second-order peak on each S2 path
+    with equal probability, so the chance of a hit is the fraction of S2 paths
+    whose lambda2 lies within ``tol_octaves`` of the example's rate. S2 paths are
+    not spread evenly over lambda2 (low modulations exist under more carriers), so
+    this is not the fraction of lambda2 columns.
+
+    Parameters
+    ----------
+    paths : PathTable
+    true_rate_hz : array-like, shape (examples,)
+    tol_octaves : float
+
+    Returns
+    -------
+    numpy.ndarray, shape (examples,)
+    """
+    rate = np.asarray(true_rate_hz, dtype=np.float64).ravel()
+    lam2 = np.asarray(paths.modulation_hz)[paths.second_order]
+    near = octave_distance(lam2[None, :], rate[:, None]) <= tol_octaves
+    return near.mean(axis=1)
+
+
+def within_band(hz, band_hz: tuple[float, float], tol_octaves: float = 0.0) -> np.ndarray:
+    """Whether frequencies lie in ``band_hz`` widened by ``tol_octaves`` on both sides.
+
+    Parameters
+    ----------
+    hz : array-like
+    band_hz : (low, high)
+        Physical band in Hz, e.g. ``MODULATION_BAND_HZ["trill"]``.
+    tol_octaves : float
+        Widening: the band becomes ``[low / 2**tol, high * 2**tol]``.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    low, high = band_hz
+    if not 0 < low <= high:
+        raise ValueError(f"invalid band {band_hz}")
+    hz = np.asarray(hz, dtype=np.float64)
+    widen = 2.0**tol_octaves
+    return (hz >= low / widen) & (hz <= high * widen)
+
+
+def s1_share(maps, paths: PathTable) -> np.ndarray:
+    """Share of each example's total |relevance| carried by first-order paths.
+
+    Compare with ``paths.first_order.mean()`` (74 / 1,200 = 6.2 %), the share a
+    map spread evenly over the paths would give (paper section 4.2: "S1 exhibits
+    low relevance values ... as compared to S2").
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+    paths : PathTable
+
+    Returns
+    -------
+    numpy.ndarray, shape (examples,)
+        NaN for an all-zero map.
+    """
+    a = np.abs(_as_maps(maps, paths))
+    total = a.sum(axis=1)
+    s1 = a[:, paths.first_order].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, s1 / total, np.nan)
+
+
+# --- relevance against energy -----------------------------------------------------
+
+
+def energy_maps(values, reference_mean=None) -> np.ndarray:
+    """Time-averaged scattering energy per path, optionally relative to a reference.
+
+    Parameters
+    ----------
+    values : array-like, shape (examples, paths, frames)
+        Raw scattering coefficients with kymatio's per-path scale undone
+        (method.md section 1: raw kymatio 0.3.0 output is not comparable across
+        paths).
+    reference_mean : array-like, shape (paths,), optional
+        Per-path mean of the time-averaged coefficients over the training split.
+        Dividing by it gives "how unusual is this path for this example", which
+        removes the steep fall of energy with lambda1 and lambda2, so that a peak
+        is not always at the lowest modulation.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (examples, paths)
+    """
+    values = np.asarray(values)
+    if values.ndim != 3:
+        raise ValueError(f"expected (examples, paths, frames), got {values.shape}")
+    # Accumulate in float64 without a float64 copy of the (large) input.
+    energy = values.mean(axis=-1, dtype=np.float64)
+    if reference_mean is not None:
+        ref = np.asarray(reference_mean, dtype=np.float64).ravel()
+        if ref.shape[0] != energy.shape[1]:
+            raise ValueError(f"reference has {ref.shape[0]} paths, values {energy.shape[1]}")
+        energy = energy / np.where(ref > 0, ref, np.inf)
+    return energy
+
+
+def energy_rank_correlation(maps, energy, paths: PathTable | None = None, order=None):
+    """Per-example Spearman rank correlation between relevance and scattering energy.
+
+    Paper section 4.2: "relevance values do not positively correlate with
+    scattering energy".
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+        Time-averaged relevance (signed).
+    energy : array-like, shape (examples, paths)
+        Time-averaged scattering coefficients, e.g. from :func:`energy_maps`.
+    paths : PathTable, optional
+        Needed only with ``order``.
+    order : {None, 1, 2}
+        Restrict to paths of one order (None: all paths).
+
+    Returns
+    -------
+    numpy.ndarray, shape (examples,)
+        Spearman's rho (``scipy.stats.spearmanr``); NaN where a row is constant.
+    """
+    maps = _as_maps(maps)
+    energy = _as_maps(energy)
+    if maps.shape != energy.shape:
+        raise ValueError(f"maps {maps.shape} and energy {energy.shape} differ in shape")
+    if order is not None:
+        if paths is None:
+            raise ValueError("order needs the path table")
+        keep = np.asarray(paths.order) == order
+        maps, energy = maps[:, keep], energy[:, keep]
+    return rowwise_spearman(maps, energy)
+
+
+def rowwise_spearman(a, b) -> np.ndarray:
+    """Spearman's rho between matching rows of two (examples, paths) arrays.
+
+    Parameters
+    ----------
+    a, b : array-like, shape (examples, paths)
+
+    Returns
+    -------
+    numpy.ndarray, shape (examples,)
+        ``scipy.stats.spearmanr`` of each row pair; NaN where a row is constant
+        (rank correlation undefined).
+    """
+    a = _as_maps(a)
+    b = _as_maps(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    rho = np.full(a.shape[0], np.nan)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if np.ptp(x) > 0 and np.ptp(y) > 0:
+            rho[i] = stats.spearmanr(x, y).statistic
+    return rho
+
+
+# --- pitch invariance --------------------------------------------------------------
+
+
+def lambda2_profile(values, paths: PathTable) -> tuple[np.ndarray, np.ndarray]:
+    """Marginal of per-path values along lambda2: sum over the S2 paths of each lambda2.
+
+    Used to compare class aggregates (:func:`top_n_aggregate`) or maps across f0
+    groups: a pitch-invariant explanation keeps its lambda2 profile while the
+    carriers move with pitch. S1 paths (no lambda2) are left out.
+
+    Parameters
+    ----------
+    values : array-like, shape (paths,) or (..., paths)
+        Counts, relevances or energies per path.
+    paths : PathTable
+
+    Returns
+    -------
+    modulation_hz : numpy.ndarray, shape (m,)
+        The distinct lambda2 (ascending).
+    profile : numpy.ndarray, shape (..., m)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[-1] != len(paths):
+        raise ValueError(f"values have {values.shape[-1]} paths, the table {len(paths)}")
+    s2 = np.asarray(paths.second_order)
+    lam2 = np.asarray(paths.modulation_hz)[s2]
+    freqs, column = np.unique(lam2, return_inverse=True)
+    onehot = np.zeros((lam2.size, freqs.size))
+    onehot[np.arange(lam2.size), column] = 1.0
+    return freqs, values[..., s2] @ onehot
+
+
+def profile_similarity(a, b, method: str = "cosine") -> float:
+    """Similarity of two lambda2 profiles.
+
+    Parameters
+    ----------
+    a, b : array-like, shape (m,)
+    method : {"cosine", "spearman"}
+        ``cosine``: <a, b> / (|a| |b|), in [0, 1] for non-negative profiles such
+        as top-n counts; insensitive to the number of examples behind each profile
+        (scale-free) but sensitive to where the mass is. ``spearman``: rank
+        correlation over the lambda2 bins (``scipy.stats.spearmanr``), which weighs
+        empty tail bins as much as the peak; prefer cosine for sparse counts.
+
+    Returns
+    -------
+    float
+        NaN if a profile is all zero (cosine) or constant (spearman).
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"profiles differ in length: {a.size} and {b.size}")
+    if method == "cosine":
+        norm = np.linalg.norm(a) * np.linalg.norm(b)
+        return float(a @ b / norm) if norm > 0 else float("nan")
+    if method == "spearman":
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return float("nan")
+        return float(stats.spearmanr(a, b).statistic)
+    raise ValueError(f"method must be 'cosine' or 'spearman', got {method!r}")

@@ -1,0 +1,230 @@
+"""pmt_core.sanity on a tiny PMTConvNet with a local gradient x input explainer.
+
+The explainer is passed in as ``explain_fn`` so that these tests do not depend on
+pmt_core.lrp (zennit); one test runs the real LRP when it is importable.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pmt_core import sanity
+from pmt_core.model import PMTConvNet
+
+N_PATHS, N_FRAMES, N_CLASSES = 32, 32, 3
+
+
+@pytest.fixture(scope="module")
+def features() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    # log1p-compressed features are non-negative, a few units at most
+    return torch.log1p(torch.rand(24, N_PATHS, N_FRAMES, generator=gen) * 5)
+
+
+@pytest.fixture(scope="module")
+def model(features) -> PMTConvNet:
+    torch.manual_seed(0)
+    net = PMTConvNet(N_PATHS, N_CLASSES)
+    net.train()
+    with torch.no_grad():  # populate batch-norm running statistics
+        for _ in range(5):
+            net(features)
+    return net.eval()
+
+
+def grad_x_input(model, features, rule, target=None, **_):
+    """Gradient x input of the target logit (Shrikumar et al. 2016); ignores ``rule``."""
+    x = torch.as_tensor(features, dtype=torch.float32).clone().requires_grad_(True)
+    out = model.eval()(x)
+    tgt = out.argmax(1) if target is None else torch.as_tensor(np.asarray(target))
+    (grad,) = torch.autograd.grad(out.gather(1, tgt[:, None]).sum(), x)
+    return (grad * x).detach().numpy()
+
+
+def input_only(model, features, rule, target=None, **_):
+    """An "explanation" that ignores the model: the failure Adebayo et al. test for."""
+    return torch.as_tensor(features).numpy().copy()
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_reinitialise_is_seeded_and_in_default_range():
+    a, b = nn.Linear(10, 4), nn.Linear(10, 4)
+    sanity.reinitialise(a, 3)
+    sanity.reinitialise(b, 3)
+    torch.testing.assert_close(a.weight, b.weight)
+    torch.testing.assert_close(a.bias, b.bias)
+    assert a.weight.abs().max() <= 1 / np.sqrt(10)
+    c = nn.Conv1d(4, 6, 5, bias=False)
+    before = c.weight.clone()
+    sanity.reinitialise(c, 4)
+    assert not torch.equal(before, c.weight)
+    assert c.weight.abs().max() <= 1 / np.sqrt(4 * 5)
+    with pytest.raises(TypeError):
+        sanity.reinitialise(nn.BatchNorm1d(3), 0)
+
+
+def test_predicted_target(model, features):
+    np.testing.assert_array_equal(
+        sanity.predicted_target(model, features), model(features).argmax(1).numpy()
+    )
+
+
+def test_cascade_model_untouched_and_targets_fixed(model, features):
+    before = _state(model)
+    seen = []
+
+    def recording(m, x, rule, target=None, **kw):
+        seen.append(np.asarray(target).copy())
+        return grad_x_input(m, x, rule, target)
+
+    result = sanity.cascading_randomisation(model, features, "any", seed=1, explain_fn=recording)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert result.rank_correlation.shape == (5, len(features))
+    assert result.layers == sanity.CASCADE_LAYERS
+    assert result.stage_names[1] == "+fc1"
+    predicted = sanity.predicted_target(model, features)
+    assert len(seen) == 6  # reference + 5 stages, all with the ORIGINAL prediction
+    for t in seen:
+        np.testing.assert_array_equal(t, predicted)
+    np.testing.assert_array_equal(result.target, predicted)
+
+
+def test_cascade_detects_model_independent_maps(model, features):
+    result = sanity.cascading_randomisation(model, features, "x", explain_fn=input_only)
+    np.testing.assert_allclose(result.mean, 1.0)
+    np.testing.assert_allclose(result.abs_mean, 1.0)
+
+
+def test_cascade_gradient_x_input_decorrelates(model, features):
+    result = sanity.cascading_randomisation(model, features, "x", seed=0, explain_fn=grad_x_input)
+    assert np.all(np.abs(result.rank_correlation) <= 1 + 1e-12)
+    assert result.mean[-1] < 0.9
+    assert np.all(result.n_undefined == 0)
+
+
+def test_cascade_is_seeded(model, features):
+    a = sanity.cascading_randomisation(model, features, "x", seed=5, explain_fn=grad_x_input)
+    b = sanity.cascading_randomisation(model, features, "x", seed=5, explain_fn=grad_x_input)
+    np.testing.assert_array_equal(a.rank_correlation, b.rank_correlation)
+
+
+def test_cascade_rejects_mismatched_reference(model, features):
+    class Ref:
+        relevance = np.zeros((len(features), N_PATHS, N_FRAMES))
+        target = np.full(len(features), 99)
+
+    with pytest.raises(ValueError, match="other targets"):
+        sanity.cascading_randomisation(model, features, "x", explain_fn=grad_x_input,
+                                       reference=Ref())
+    with pytest.raises(ValueError, match="no layer"):
+        sanity.cascading_randomisation(model, features, "x", explain_fn=grad_x_input,
+                                       layers=("fc9",))
+
+
+def test_deletion_baseline(model):
+    np.testing.assert_array_equal(sanity.deletion_baseline(model).numpy(),
+                                  model.input_norm.running_mean.numpy())
+    assert float(sanity.deletion_baseline(model, "zero")) == 0.0
+    assert sanity.deletion_baseline(model, np.ones(N_PATHS)).shape == (N_PATHS,)
+    with pytest.raises(ValueError):
+        sanity.deletion_baseline(model, "blur")
+    with pytest.raises(ValueError):
+        sanity.deletion_baseline(nn.Linear(2, 2))
+
+
+def test_deletion_curve_shape_and_start(model, features):
+    maps = grad_x_input(model, features, "x").mean(-1)
+    curve = sanity.deletion_curve(model, features, maps, steps=4, per_step=3)
+    assert curve.logits.shape == (len(features), 5)
+    np.testing.assert_array_equal(curve.n_removed, [0, 3, 6, 9, 12])
+    logits = model(features).detach().numpy()
+    np.testing.assert_allclose(curve.logits[:, 0],
+                               logits[np.arange(len(features)), curve.target], rtol=1e-5)
+    np.testing.assert_array_equal(curve.drop[:, 0], 0.0)
+
+
+def test_deletion_of_every_path_ends_at_baseline(model, features):
+    maps = grad_x_input(model, features, "x").mean(-1)
+    kw = dict(steps=4, per_step=N_PATHS // 4)
+    rel = sanity.deletion_curve(model, features, maps, "relevance", **kw)
+    rnd = sanity.deletion_curve(model, features, maps, "random", **kw)
+    np.testing.assert_allclose(rel.logits[:, -1], rnd.logits[:, -1], rtol=1e-5)
+    base = model.input_norm.running_mean[None, :, None].expand(1, N_PATHS, N_FRAMES)
+    at_base = model(base).detach().numpy()[0]
+    np.testing.assert_allclose(rel.logits[:, -1], at_base[rel.target], rtol=1e-5)
+
+
+def test_deletion_at_baseline_input_is_flat(model):
+    x = model.input_norm.running_mean[None, :, None].expand(3, N_PATHS, N_FRAMES).clone()
+    maps = np.random.default_rng(0).standard_normal((3, N_PATHS))
+    curve = sanity.deletion_curve(model, x, maps, steps=3, per_step=5)
+    np.testing.assert_allclose(curve.drop, 0.0, atol=1e-6)
+    assert sanity.aopc(curve) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_deletion_random_order_is_seeded_and_model_untouched(model, features):
+    before = _state(model)
+    maps = np.zeros((len(features), N_PATHS))
+    a = sanity.deletion_curve(model, features, maps, "random", steps=2, per_step=4, seed=3)
+    b = sanity.deletion_curve(model, features, maps, "random", steps=2, per_step=4, seed=3)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert not model.training
+
+
+def test_deletion_validates(model, features):
+    maps = np.zeros((len(features), N_PATHS))
+    with pytest.raises(ValueError):
+        sanity.deletion_curve(model, features, maps, steps=10, per_step=10)
+    with pytest.raises(ValueError):
+        sanity.deletion_curve(model, features, maps[:, :5])
+    with pytest.raises(ValueError):
+        sanity.deletion_curve(model, features, maps, order="least")
+
+
+def test_aopc_known_answer():
+    logits = np.array([[3.0, 2.0, 1.0], [1.0, 1.0, 4.0]])
+    # drops: [0, 1, 2] -> 1; [0, 0, -3] -> -1
+    np.testing.assert_allclose(sanity.aopc(logits, per_example=True), [1.0, -1.0])
+    assert sanity.aopc(logits) == pytest.approx(0.0)
+
+
+def test_aopc_ratio_edge_cases():
+    assert sanity.aopc_ratio(2.0, 0.5) == 4.0
+    assert sanity.aopc_ratio(0.1, -0.01) == np.inf  # random removal does not hurt
+    assert np.isnan(sanity.aopc_ratio(-0.1, -0.01))
+    assert np.isnan(sanity.aopc_ratio(0.0, 0.0))
+
+
+def test_deletion_comparison_relevance_beats_random(model, features):
+    # gradient x (input - baseline) is the first-order logit change of removing a
+    # path, so removing its largest values first must beat random removal.
+    base = model.input_norm.running_mean[None, :, None]
+    x = features.clone().requires_grad_(True)
+    out = model(x)
+    (grad,) = torch.autograd.grad(out.gather(1, out.argmax(1)[:, None]).sum(), x)
+    maps = (grad * (features - base)).sum(-1).numpy()
+    comp = sanity.deletion_comparison(model, features, maps, steps=4, per_step=4, seed=0)
+    assert comp.aopc_relevance > comp.aopc_random
+    assert comp.ratio > 1
+    assert comp.wilcoxon_p < 0.05
+    np.testing.assert_array_equal(comp.relevance.target, comp.random.target)
+
+
+def test_real_lrp_if_present(model, features):
+    lrp = pytest.importorskip("pmt_core.lrp", reason="pmt_core.lrp (zennit) not importable")
+    rule = next(iter(lrp.RULES))
+    result = sanity.cascading_randomisation(copy.deepcopy(model), features[:6], rule, seed=0,
+                                            explain_fn=lrp.explain)
+    assert result.rank_correlation.shape == (5, 6)
+    assert np.all(np.isfinite(result.mean) | (result.n_undefined == 6))
