@@ -123,6 +123,8 @@ class PathTable:
         Second-order centre frequency lambda2 in Hz; NaN for first order.
     j : numpy.ndarray of float, shape (paths, 2)
         kymatio's filter scales (j1, j2); NaN where not applicable.
+    n : numpy.ndarray of float, shape (paths, 2)
+        Indices (n1, n2) of the paths' filters in kymatio's ``psi1_f`` / ``psi2_f``.
     kymatio_index : numpy.ndarray of int
         Index of the path in kymatio's full output (order 0 included).
     """
@@ -131,6 +133,7 @@ class PathTable:
     carrier_hz: np.ndarray
     modulation_hz: np.ndarray
     j: np.ndarray
+    n: np.ndarray
     kymatio_index: np.ndarray
 
     def __len__(self) -> int:
@@ -210,6 +213,7 @@ class _Transform:
                 order[index] == 2, np.asarray(meta["xi"])[index, 1] * config.sample_rate, np.nan
             ),
             j=np.asarray(meta["j"], dtype=float)[index],
+            n=np.asarray(meta["n"], dtype=float)[index],
             kymatio_index=index,
         )
         scale = self.paths.kymatio_scale() if config.undo_kymatio_scaling else np.ones(len(index))
@@ -229,6 +233,26 @@ def _transform(config: ScatteringConfig, device: torch.device) -> _Transform:
 def path_table(config: ScatteringConfig | None = None) -> PathTable:
     """Return the metadata of the paths kept under ``config`` (no audio needed)."""
     return _transform(config or ScatteringConfig(), torch.device("cpu")).paths
+
+
+def filter_gain(config: ScatteringConfig, order: int, n: int, freq_hz) -> np.ndarray:
+    """Return the modulus of a kymatio wavelet's frequency response at ``freq_hz``.
+
+    Parameters
+    ----------
+    config : ScatteringConfig
+    order : {1, 2}
+        Filter bank (``psi1_f`` or ``psi2_f``).
+    n : int
+        Index of the filter in that bank (``PathTable.n``).
+    freq_hz : float or array-like
+        Frequencies (Hz) at which to read the response (nearest FFT bin).
+    """
+    module = _transform(config, torch.device("cpu")).module
+    bank = module.psi1_f if order == 1 else module.psi2_f
+    response = np.abs(np.asarray(bank[int(n)]["levels"][0]).ravel())
+    bins = np.rint(np.asarray(freq_hz, dtype=float) / config.sample_rate * len(response))
+    return response[bins.astype(int) % len(response)]
 
 
 def prepare_audio(audio, sample_rate: int, config: ScatteringConfig) -> np.ndarray:
