@@ -1,0 +1,23 @@
+"""Atomic writes leave either the old file or the new one, never a partial file."""
+
+import pytest
+
+from pmt_core.atomic import atomic_path, write_text_atomic
+
+
+def test_write_replaces_file(tmp_path):
+    target = tmp_path / "sub" / "a.txt"
+    write_text_atomic(target, "one")
+    write_text_atomic(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["a.txt"]
+
+
+def test_failure_keeps_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
