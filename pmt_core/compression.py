@@ -65,6 +65,18 @@ class LogCompression:
         scale = self.c * self.mu[None, :, None] + self.eps
         return np.log1p(values / scale).astype(np.float32)
 
+    def subset(self, paths: np.ndarray) -> LogCompression:
+        """Return the compression of a subset of paths (e.g. S1 only for the S1 model).
+
+        Parameters
+        ----------
+        paths : numpy.ndarray
+            Boolean mask or indices into the fitted paths.
+        """
+        if self.mu is None:
+            raise RuntimeError("LogCompression.subset called before fit")
+        return LogCompression(c=self.c, eps=self.eps, mu=self.mu[paths].copy())
+
     def to_dict(self) -> dict:
         """Return a JSON-serialisable description (for checkpoints and caches)."""
         return {

@@ -54,3 +54,11 @@ def test_round_trip_and_errors(tmp_path, rng):
         LogCompression().fit(np.full((2, 3, 2), np.nan))
     with pytest.raises(ValueError, match="examples"):
         LogCompression().fit(np.ones((0, 3, 2)))
+
+
+def test_subset_matches_slicing_the_full_transform(rng):
+    fitted = LogCompression().fit(rng.random((4, 6, 2)))
+    mask = np.array([True, False, True, False, False, True])
+    x = rng.random((2, 6, 2))
+    np.testing.assert_array_equal(fitted.subset(mask).transform(x[:, mask]),
+                                  fitted.transform(x)[:, mask])

@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
+from pmt_core.figures import audio_example, pick_examples, technique_spectrograms
 from pmt_core.techniques import present_techniques
 from validation import thresholds as th
 
@@ -105,7 +106,32 @@ def rate_recovery(dataset: pd.DataFrame, descriptors: pd.DataFrame, tolerance_oc
     return fractions, errors
 
 
-def test_no_shortcut(dataset, descriptors, claim):
+@pytest.fixture(scope="module")
+def spectrogram_examples(dataset, scattering_config):
+    """One example per technique (nearest A4 in f0), its audio regenerated."""
+    classes = present_techniques(dataset["technique"])
+    true = np.array([classes.index(t) for t in dataset["technique"]])
+    f0 = dataset["f0_hz"].to_numpy(dtype=float) if "f0_hz" in dataset else None
+    out = {}
+    for technique, i in pick_examples(classes, true, None, f0).items():
+        if i is None:
+            out[technique] = None
+            continue
+        row = dataset.iloc[i]
+        out[technique] = audio_example(
+            row, scattering_config.sample_rate, scattering_config.n_samples,
+            description=f"{row.get('instrument', '')} ({row.get('subset', '')})",
+        )
+    return out
+
+
+def _attach_spectrograms(c, examples) -> None:
+    c.figure(technique_spectrograms(examples),
+             "Log-spectrogram of one example per technique (nearest A4 = 440 Hz in f0); "
+             "dotted line: f0; the title gives f0 and the recorded modulation rate.")
+
+
+def test_no_shortcut(dataset, descriptors, claim, spectrogram_examples):
     classes = present_techniques(dataset["technique"])
     chance = 1.0 / max(len(classes), 1)
     c = claim(
@@ -116,6 +142,7 @@ def test_no_shortcut(dataset, descriptors, claim):
         paper=None,
         unit="balanced accuracy (max over classifiers)",
     )
+    _attach_spectrograms(c, spectrogram_examples)
     needed = {"rms", "spectral_centroid_hz", "f0_estimate_hz"}
     if not needed <= set(descriptors.columns):
         pytest.skip(f"descriptors lack {sorted(needed - set(descriptors.columns))}")
@@ -139,7 +166,7 @@ def test_no_shortcut(dataset, descriptors, claim):
     assert c.measured <= c.threshold, c.detail
 
 
-def test_modulation_present(dataset, descriptors, claim):
+def test_modulation_present(dataset, descriptors, claim, spectrogram_examples):
     c = claim(
         "data.modulation_present",
         title="Each example's recorded modulation rate is recovered from its signal",
@@ -147,6 +174,7 @@ def test_modulation_present(dataset, descriptors, claim):
         paper=None,
         unit=f"fraction within {th.DATA_RATE_TOLERANCE_OCT} octave, per class",
     )
+    _attach_spectrograms(c, spectrogram_examples)
     if "modulation_rate_hz" not in dataset or not dataset["modulation_rate_hz"].notna().any():
         pytest.skip("the data set records no modulation rates (modulation_rate_hz is empty)")
     needed = set(MECHANISM_DESCRIPTOR.values())

@@ -29,6 +29,14 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from pmt_core import relevance as R
+from pmt_core.figures import (
+    LocalExample,
+    audio_example,
+    class_aggregates,
+    figure1,
+    figure2,
+    pick_examples,
+)
 from pmt_core.techniques import MODULATION_BAND_HZ
 
 try:
@@ -86,6 +94,39 @@ class _Context:
 @pytest.fixture(scope="module")
 def ctx(dataset, test_index, features, trained_models):
     return _Context(dataset, test_index, features, trained_models)
+
+
+@pytest.fixture(scope="module")
+def local_examples(ctx, explanations, features):
+    """Figure 1 inputs: per class, the correctly classified test example nearest A4."""
+    maps = {r: R.local_maps(e.relevance) for r, e in explanations.items()}
+    picks = pick_examples(ctx.class_names, ctx.true, ctx.pred, ctx.column("f0_hz"))
+    out = {}
+    for name, i in picks.items():
+        if i is None:
+            out[name] = None
+            continue
+        # Regenerating one example's audio is cheap (synthesis or one file read).
+        audio = audio_example(ctx.rows.iloc[i], features.config.sample_rate,
+                              features.config.n_samples)
+        out[name] = LocalExample(
+            technique=name, audio=audio.audio, sample_rate=audio.sample_rate,
+            f0_hz=audio.f0_hz, modulation_rate_hz=audio.modulation_rate_hz,
+            description=f"{audio.description}, test #{i}, predicted "
+                        f"{ctx.class_names[ctx.pred[i]]}",
+            scattering=ctx.energy_raw[i], relevance={r: m[i] for r, m in maps.items()},
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def class_aggregate_maps(ctx, explanations):
+    """Figure 2 inputs: per class, over its correctly classified test examples."""
+    keep = ctx.correct
+    maps = {r: R.local_maps(e.relevance)[keep] for r, e in explanations.items()}
+    rate = ctx.column("modulation_rate_hz")
+    return class_aggregates(ctx.class_names, ctx.true[keep], ctx.energy_raw[keep], maps,
+                            None if rate is None else rate[keep], n=th.AGGREGATE_TOP_N)
 
 
 def _maps(explanations, rule) -> np.ndarray:
@@ -201,7 +242,7 @@ def test_kurtosis_contrast(ctx, explanations, claim):
 
 # ------------------------------------------------------------ localisation ----
 @pytest.mark.parametrize("rule", RULES, ids=_rule_ids("relevance.localisation"))
-def test_localisation(rule, ctx, explanations, claim):
+def test_localisation(rule, ctx, explanations, claim, local_examples):
     tol = th.LOCALISATION_TOL_OCTAVES
     c = claim(
         f"relevance.localisation.{rule}",
@@ -212,6 +253,12 @@ def test_localisation(rule, ctx, explanations, claim):
               "32 Hz flatterzunge), section 4.2",
         unit=f"share of examples with |log2(peak lambda2 / rate)| <= {tol} octave",
     )
+    # Figure 1 needs no rate: attached before the skip and the assertions.
+    for technique, fig in zip(local_examples, figure1(local_examples, ctx.paths,
+                                                      highlight=rule), strict=True):
+        c.figure(fig, f"Figure 1 analogue, {technique}: log-spectrogram, time-averaged "
+                      "scattering coefficients and local relevance map under each rule "
+                      f"(bold: {rule}); dotted f0, dashed true modulation rate, cross at both.")
     rate = ctx.column("modulation_rate_hz")
     if rate is None or not np.any(np.isfinite(rate) & (rate > 0)):
         pytest.skip("the data set has no per-example modulation rate (modulation_rate_hz)")
@@ -274,7 +321,7 @@ def test_localisation(rule, ctx, explanations, claim):
 
 # ---------------------------------------------------------- peak modulation ----
 @pytest.mark.parametrize("rule", RULES, ids=_rule_ids("relevance.peak_modulation"))
-def test_peak_modulation(rule, ctx, explanations, claim):
+def test_peak_modulation(rule, ctx, explanations, claim, class_aggregate_maps):
     tol = th.PEAK_BAND_TOL_OCTAVES
     c = claim(
         f"relevance.peak_modulation.{rule}",
@@ -285,6 +332,11 @@ def test_peak_modulation(rule, ctx, explanations, claim):
         unit="Hz (lambda2 of each test example's largest S2 relevance)",
     )
     maps = _maps(explanations, rule)
+    c.figure(figure2(class_aggregate_maps, ctx.paths, highlight=rule),
+             f"Figure 2 analogue: per class, mean scattering over its correctly classified "
+             f"test examples (top) and top-{th.AGGREGATE_TOP_N} aggregated relevance counts "
+             f"(Eq. 13) under each rule (bold: {rule}); dashed white lines and green bar: "
+             "physical modulation band, red line: median true rate.")
     keep = ctx.correct
     sources = {
         "relevance": R.peak_modulation_hz(maps[keep], ctx.paths),
