@@ -57,6 +57,12 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
 class FeatureCache:
     """Per-example feature store under ``root/<config fingerprint>/``.
 
@@ -82,8 +88,13 @@ class FeatureCache:
 
     @staticmethod
     def key(identity: dict) -> str:
-        """Stable key of an example's identity (JSON-able dict)."""
-        text = json.dumps(identity, sort_keys=True, default=str)
+        """Stable key of an example's identity (JSON-able dict).
+
+        numpy scalars key like the equal Python scalars: a row read with ``.iloc``
+        holds ``numpy.int64`` and ``numpy.bool_`` where ``iterrows`` gives ``int``
+        and ``bool``, and both must find the same entry.
+        """
+        text = json.dumps(identity, sort_keys=True, default=_json_default)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def _path(self, key: str) -> Path:
@@ -92,15 +103,17 @@ class FeatureCache:
     def get(self, key: str, shape: tuple[int, int]) -> tuple[np.ndarray, dict] | None:
         """Return ``(values, descriptors)`` or None when absent or unreadable."""
         path = self._path(key)
-        if not path.exists():
-            self.misses += 1
-            return None
         try:
             with np.load(path, allow_pickle=False) as data:
                 values = data["values"]
                 descriptors = json.loads(str(data["descriptors"]))
             if values.shape != tuple(shape) or not np.all(np.isfinite(values)):
                 raise ValueError(f"bad entry shape {values.shape}")
+        except FileNotFoundError:
+            # Absent, or removed by another process (clear_cache, a rebuild) since:
+            # a plain miss, not a corrupt entry.
+            self.misses += 1
+            return None
         except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt
             self.rebuilt += 1
             self.misses += 1
