@@ -237,6 +237,45 @@ def _extract_features(dataset, config, device, cache, workers, block, progress,
     )
 
 
+def scatter_cached(
+    signals: np.ndarray,
+    identities: list[dict],
+    config: ScatteringConfig,
+    device: torch.device,
+    cache: FeatureCache | None = None,
+) -> ScatteringResult:
+    """Scatter signals made in code (test tones), reading and filling the cache.
+
+    Parameters
+    ----------
+    signals : numpy.ndarray, shape (examples, samples)
+    identities : list of dict
+        What defines each signal (for example ``{"am_tone": [w1, w2, m]}``): the
+        cache key, so equal identities must mean equal signals.
+    config, device, cache
+        As for :func:`extract_features`.
+    """
+    paths = path_table(config)
+    shape = (len(paths), config.n_frames)
+    keys = [FeatureCache.key(identity) for identity in identities]
+    values = np.zeros((len(signals),) + shape, dtype=np.float32)
+    todo = []
+    for i, key in enumerate(keys):
+        hit = cache.get(key, shape) if cache is not None else None
+        if hit is None:
+            todo.append(i)
+        else:
+            values[i] = hit[0]
+    if todo:
+        batch = 1 if device.type == "cpu" else 16
+        computed = scatter(signals[todo], config.sample_rate, config, device, batch).values
+        values[todo] = computed
+        if cache is not None:
+            for i, v in zip(todo, computed, strict=True):
+                cache.put(keys[i], v, {})
+    return ScatteringResult(values=values, paths=paths, config=config)
+
+
 def model_inputs(values: np.ndarray, compression: LogCompression, paths: PathTable) -> dict:
     """Compressed network inputs: ``{"s1": S1 paths only, "s1s2": all 1,200 paths}``."""
     compressed = torch.from_numpy(compression.transform(values))
