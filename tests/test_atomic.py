@@ -21,3 +21,14 @@ def test_failure_keeps_the_previous_file_and_no_temporary(tmp_path):
         raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_written_files_follow_the_umask_not_mkstemp_0600(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        target = write_text_atomic(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644

@@ -9,8 +9,10 @@ fixtures, and pytest-xdist workers would each recompute them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ from pmt_core.profiles import PROFILE_NAMES, get_profile
 from pmt_core.report import GROUPS, format_value, to_jsonable, verdict, write_report
 
 CLAIM_PROPERTY = "pmt_claim"
+#: ``@pytest.mark.claim("id")``: names the claim of a test that fails before recording it.
+CLAIM_ID_PROPERTY = "pmt_claim_id"
 
 
 # ---------------------------------------------------------------- options --
@@ -45,10 +49,12 @@ def pytest_addoption(parser):
                     help="feature cache folder "
                          "(default $PMT_CACHE_DIR or ~/.cache/pmt-validation).")
     group.addoption("--no-cache", action="store_true", help="do not read or write the cache.")
-    group.addoption("--baseline", default=None,
-                    help="a validation.json to compare every claim's figures with.")
+    group.addoption("--baseline", default=None, metavar="FILE",
+                    help="compare every claim's figures and status with a stored run (a "
+                         "baseline from --update-baseline, or a validation.json); drift "
+                         "beyond the tolerances of pmt_core.baseline fails regression.drift.")
     group.addoption("--update-baseline", default=None, metavar="FILE",
-                    help="write this run's figures as a baseline to FILE.")
+                    help="write this run's claims (status and figures) as a baseline to FILE.")
 
 
 @dataclass
@@ -60,13 +66,38 @@ class RunState:
     dataset: dict = field(default_factory=dict)
     claims: dict = field(default_factory=dict)
     device: str = "unknown"
+    #: ``pmt_core.baseline.Comparison.to_dict()`` once regression.drift has run.
+    regression: dict | None = None
 
 
 RUN = RunState()
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "claim: a validation claim (recorded in the report)")
+    config.addinivalue_line("markers", "claim(id): the validation claim a test records (named "
+                            "in the report even when the test errors before recording it)")
+
+
+#: Test files that compare the claims recorded so far; they must run after all others.
+RUN_LAST_FILES = ("test_regression.py",)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Alphabetical file order would put test_regression.py before test_relevance_*.py;
+    # a stable sort keeps every other test where it was.
+    items.sort(key=lambda item: Path(str(item.fspath)).name in RUN_LAST_FILES)
+
+
+@pytest.fixture
+def recorded_claims():
+    """Callable returning the claim records logged so far (id, status, measured, test)."""
+    return lambda: [dict(record) for record in RUN.claims.values()]
+
+
+@pytest.fixture
+def run_state():
+    """The session's :class:`RunState` (dataset summary, regression result)."""
+    return RUN
 
 
 # --------------------------------------------------------------- claims ----
@@ -120,10 +151,28 @@ def claim(request):
 def pytest_runtest_makereport(item, call):
     # Serialise the claims before the report is built, so they travel with it
     # (user_properties survive pytest-xdist).
+    if call.when == "setup":
+        marker = item.get_closest_marker("claim")
+        if marker is not None and marker.args:
+            item.user_properties.append((CLAIM_ID_PROPERTY, str(marker.args[0])))
     if call.when == "call":
         for c in getattr(item, "_pmt_claims", []):
             item.user_properties.append((CLAIM_PROPERTY, json.dumps(c.to_dict())))
     yield
+
+
+def _declared_claim_id(report) -> str:
+    """Claim id of a test that recorded none: ``@pytest.mark.claim("id")`` or its param id.
+
+    Falls back to the test's name.
+    """
+    declared = [v for k, v in report.user_properties if k == CLAIM_ID_PROPERTY]
+    if declared:
+        return declared[0]
+    name = report.nodeid.split("::")[-1]
+    # parametrised claim tests use the claim id as the parameter id: test_x[group.name]
+    match = re.fullmatch(r"[^\[]+\[([a-z0-9_]+(?:\.[a-z0-9_]+)+)\]", name)
+    return match.group(1) if match else name
 
 
 def _status(report) -> str:
@@ -140,13 +189,16 @@ def pytest_runtest_logreport(report):
     records = [json.loads(v) for k, v in report.user_properties if k == CLAIM_PROPERTY]
     if report.when == "call" or (report.when == "setup" and not report.passed):
         if not records and report.nodeid not in RUN.claims:
-            # A test that errored or skipped before recording still shows up.
-            name = report.nodeid.split("::")[-1]
-            records = [{"id": name, "title": report.nodeid, "group": "other", "measured": None,
-                        "threshold": None, "paper": None, "unit": None, "detail": "",
-                        "figures": [], "tables": []}]
+            # A test that errored or skipped before recording still shows up, under its
+            # claim id when the test names it, so the report and baselines can match it.
+            claim_id = _declared_claim_id(report)
+            records = [{"id": claim_id, "title": report.nodeid,
+                        "group": claim_id.split(".")[0] if claim_id.split(".")[0] in GROUPS
+                        else "other", "measured": None, "threshold": None, "paper": None,
+                        "unit": None, "detail": "", "figures": [], "tables": []}]
         for i, record in enumerate(records):
             record["status"] = _status(report)
+            record["test"] = report.nodeid  # lets a baseline tell "not run" from "vanished"
             if record["status"] in ("failed", "error", "skipped", "xfailed"):
                 text = report.longreprtext or ""
                 record["longrepr"] = text[-2500:]
@@ -189,10 +241,13 @@ def _build_report(config) -> dict:
                                    "per_class": {}},
         "versions": _versions(),
         "timings_s": timings,
-        "environment": {"seed": config.getoption("--seed"), "git_commit": _git_commit(),
+        "environment": {"profile": config.getoption("--profile"), "device": RUN.device,
+                        "seed": config.getoption("--seed"), "git_commit": _git_commit(),
                         "command": " ".join(sys.argv), "platform": platform.platform(),
-                        "cpu_threads": torch.get_num_threads()},
+                        "cpu_threads": torch.get_num_threads(),
+                        "baseline": config.getoption("--baseline")},
         "paper_vs_code": PAPER_VS_CODE,
+        "regression": RUN.regression,
         "claims": claims,
     }
 
@@ -204,6 +259,11 @@ def pytest_sessionfinish(session, exitstatus):
     report = _build_report(config)
     config._pmt_report = report
     config._pmt_paths = write_report(report, config.getoption("--report-dir"))
+    if config.getoption("--update-baseline"):
+        from pmt_core.baseline import write_baseline
+
+        config._pmt_paths += (write_baseline(to_jsonable(report),
+                                             config.getoption("--update-baseline")),)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -217,20 +277,31 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(line[:160])
         tr.write_line(f"{'':>10}{'':<42} threshold {format_value(c['threshold'])}"[:160])
     tr.write_line(verdict(report["claims"]))
+    if report.get("regression"):
+        tr.write_line(f"baseline {config.getoption('--baseline')}: "
+                      f"{report['regression']['summary']}")
+        for drift in report["regression"]["drifts"]:
+            tr.write_line(f"  drift  {drift['text']}"[:200])
     for path in config._pmt_paths:
         tr.write_line(f"report: {path}")
 
 
 # ---------------------------------------------------------------- stages ---
-def _timed(name):
-    class _Timer:
-        def __enter__(self):
-            self.start = time.perf_counter()
-
-        def __exit__(self, *exc):
-            RUN.timings[name] = RUN.timings.get(name, 0.0) + time.perf_counter() - self.start
-
-    return _Timer()
+@contextlib.contextmanager
+def _timed(name, config=None):
+    """Time a stage into the report; with ``config``, show its progress bars live."""
+    capture = config.pluginmanager.getplugin("capturemanager") if config is not None else None
+    quiet = capture is None or config.getoption("verbose") < 0
+    start = time.perf_counter()
+    try:
+        if quiet:
+            yield
+        else:
+            # pytest captures fixture output; long stages show their bars anyway.
+            with capture.global_and_fixture_disabled():
+                yield
+    finally:
+        RUN.timings[name] = RUN.timings.get(name, 0.0) + time.perf_counter() - start
 
 
 @pytest.fixture(scope="session")
@@ -302,7 +373,7 @@ def feature_stage(pytestconfig, dataset, scattering_config, compute_device):
         root = pytestconfig.getoption("--cache-dir") or default_cache_dir()
         if root is not None:
             cache = FeatureCache(root, FeatureCache.namespace_for(scattering_config.fingerprint()))
-    with _timed("features"):
+    with _timed("features", pytestconfig):
         stage = extract_features(dataset, scattering_config, compute_device, cache=cache)
     RUN.dataset["feature_cache"] = stage.cache
     return stage
@@ -360,8 +431,8 @@ def test_inputs(model_inputs, test_index):
 
 
 @pytest.fixture(scope="session")
-def trained_models(dataset, labels, class_names, model_inputs, profile, run_seed,
-                   compute_device, scattering_config, compression, report_dir):
+def trained_models(pytestconfig, dataset, labels, class_names, model_inputs, profile, run_seed,
+                   compute_device, scattering_config, compression, features, report_dir):
     from pmt_core.checkpoint import save_checkpoint
     from pmt_core.pipeline import TrainedModel, subset_index
     from pmt_core.training import TrainingConfig, predict_logits, train_model
@@ -372,15 +443,18 @@ def trained_models(dataset, labels, class_names, model_inputs, profile, run_seed
     models = {}
     for kind in ("s1", "s1s2"):
         x = model_inputs[kind]
-        with _timed(f"training_{kind}"):
+        with _timed(f"training_{kind}", pytestconfig):
             result = train_model(x[train], labels[train], x[val], labels[val], class_names,
                                  config=config, device=compute_device, desc=f"train {kind}")
         logits = predict_logits(result.model, x[test], device=compute_device)
         models[kind] = TrainedModel(kind, result, tuple(class_names), labels[test],
                                     logits.argmax(axis=1), logits, result.seconds)
+        # The S1 model reads the S1 rows of the compressed features: its checkpoint
+        # stores the compression of those 74 paths (save_checkpoint checks the count).
+        kept = compression if kind == "s1s2" else compression.subset(features.paths.first_order)
         save_checkpoint(report_dir / "models" / f"{kind}.pt", result.model,
                         scattering_config=scattering_config, class_names=class_names,
-                        compression=compression, input_kind=kind, training_config=config)
+                        compression=kept, input_kind=kind, training_config=config)
     return models
 
 
