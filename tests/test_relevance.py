@@ -266,3 +266,101 @@ def test_profile_similarity():
     assert np.isnan(rel.profile_similarity(a, np.zeros(4)))
     with pytest.raises(ValueError):
         rel.profile_similarity(a, a, method="l2")
+
+
+# --- grouped similarity and its random-split reference -------------------------
+def _pitch_maps(moving: bool, n_per_group=6, n_groups=3, seed=0):
+    """Noisy maps of one class whose S2 peak is fixed in law (invariant) or moves with 'f0'.
+
+    Each example gets up to 3 bumped S2 paths sharing one lambda2, drawn from the same
+    law in every group (invariant: 4, 8 or 16 Hz) or set by the group (moving: 2, 8,
+    32 Hz). The draw and the noise on the other top-5 places make small-group
+    profiles differ even when nothing depends on the group, as with the real 3-16
+    examples per f0 tercile.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_per_group * n_groups
+    groups = np.repeat(np.arange(n_groups), n_per_group)
+    maps = rng.standard_normal((n, N_PATHS))
+    for i, g in enumerate(groups):
+        hz = [2.0, 8.0, 32.0][g] if moving else rng.choice([4.0, 8.0, 16.0])
+        cells = np.flatnonzero(PATHS.modulation_hz == hz)
+        maps[i, rng.choice(cells, size=min(3, cells.size), replace=False)] += 6.0
+    order = rng.permutation(n)  # groups need not be contiguous
+    return maps[order], groups[order]
+
+
+def test_grouped_profile_similarity_matches_aggregate_route():
+    maps, groups = _pitch_maps(moving=False)
+    counts = rel.top_n_aggregate(maps, groups, n=5, n_classes=3)
+    _, prof = rel.lambda2_profile(counts, PATHS)
+    expected = np.mean([rel.profile_similarity(prof[a], prof[b])
+                        for a in range(3) for b in range(a + 1, 3)])
+    got = rel.grouped_profile_similarity(maps, PATHS, groups, top_n=5)
+    assert got == pytest.approx(expected)
+    labels, freqs, prof2 = rel.grouped_profiles(maps, PATHS, groups + 10, top_n=5)
+    np.testing.assert_array_equal(labels, [10, 11, 12])
+    np.testing.assert_array_equal(freqs, MODULATIONS)
+    np.testing.assert_allclose(prof2, prof)
+
+
+def test_grouped_profile_similarity_identical_groups_is_one():
+    maps = np.zeros((6, N_PATHS))
+    maps[:, _path(800.0, 8.0)] = 1.0  # every example: same single peak, top-1
+    assert rel.grouped_profile_similarity(maps, PATHS, [0, 0, 1, 1, 2, 2], top_n=1) == 1.0
+    ref = rel.random_split_reference(maps, PATHS, [0, 0, 1, 1, 2, 2], top_n=1, n_splits=20)
+    assert ref.ratio == pytest.approx(1.0)
+    assert ref.p_value == 1.0  # every random split ties
+
+
+def test_random_split_reference_invariant_map():
+    maps, groups = _pitch_maps(moving=False)
+    ref = rel.random_split_reference(maps, PATHS, groups, top_n=5, n_splits=200, seed=1)
+    # Noise alone keeps the cosine below 1 even though nothing depends on the groups...
+    assert ref.observed < 0.95
+    # ...and random splits show the same: the ratio, not the cosine, is near 1.
+    assert ref.ratio == pytest.approx(1.0, abs=0.1)
+    assert ref.p_value > 0.1
+    assert ref.null.shape == (200,)
+    assert ref.null_q05 <= ref.null_mean
+
+
+def test_random_split_reference_is_calibrated_under_invariance():
+    # Under invariance the observed split is one draw among the random ones: ratio
+    # ~1 on average and the permutation p roughly uniform.
+    refs = []
+    for s in range(20):
+        maps, groups = _pitch_maps(moving=False, seed=s)
+        refs.append(rel.random_split_reference(maps, PATHS, groups, n_splits=100, seed=s))
+    assert np.mean([r.ratio for r in refs]) == pytest.approx(1.0, abs=0.05)
+    assert np.mean([r.p_value for r in refs]) == pytest.approx(0.5, abs=0.15)
+
+
+def test_random_split_reference_moving_map():
+    maps, groups = _pitch_maps(moving=True)
+    ref = rel.random_split_reference(maps, PATHS, groups, top_n=5, n_splits=200, seed=1)
+    assert ref.ratio < 0.6
+    assert ref.observed < ref.null_q05
+    assert ref.p_value == pytest.approx(1 / 201)  # no random split is as low
+
+
+def test_random_split_reference_seeded_and_p_value_formula():
+    maps, groups = _pitch_maps(moving=False)
+    a = rel.random_split_reference(maps, PATHS, groups, n_splits=50, seed=(3, 1))
+    b = rel.random_split_reference(maps, PATHS, groups, n_splits=50, seed=(3, 1))
+    np.testing.assert_array_equal(a.null, b.null)
+    ref = rel.SplitReference(observed=0.5, null=np.array([0.2, 0.5, 0.7, 0.9, np.nan]))
+    assert ref.p_value == pytest.approx((1 + 2) / (1 + 4))  # ties count, NaN dropped
+    assert ref.null_mean == pytest.approx(0.575)
+    assert ref.ratio == pytest.approx(0.5 / 0.575)
+    assert np.isnan(rel.SplitReference(np.nan, np.array([0.5])).p_value)
+
+
+def test_grouped_similarity_validates():
+    maps, groups = _pitch_maps(moving=False)
+    with pytest.raises(ValueError, match="two groups"):
+        rel.grouped_profile_similarity(maps, PATHS, np.zeros(len(maps)))
+    with pytest.raises(ValueError, match="group labels"):
+        rel.grouped_profile_similarity(maps, PATHS, groups[:-1])
+    with pytest.raises(ValueError, match="n_splits"):
+        rel.random_split_reference(maps, PATHS, groups, n_splits=0)

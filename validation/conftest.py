@@ -364,18 +364,26 @@ def dataset(pytestconfig, profile, run_seed, report_dir):
 
 
 @pytest.fixture(scope="session")
-def feature_stage(pytestconfig, dataset, scattering_config, compute_device):
+def feature_cache(pytestconfig, scattering_config):
+    """The on-disk feature cache, or None when disabled (--no-cache, PMT_CACHE_DIR=off)."""
     from pmt_core.cache import FeatureCache, default_cache_dir
+
+    if pytestconfig.getoption("--no-cache"):
+        return None
+    root = pytestconfig.getoption("--cache-dir") or default_cache_dir()
+    if root is None:
+        return None
+    return FeatureCache(root, FeatureCache.namespace_for(scattering_config.fingerprint()))
+
+
+@pytest.fixture(scope="session")
+def feature_stage(pytestconfig, dataset, scattering_config, compute_device, feature_cache):
     from pmt_core.pipeline import extract_features
 
-    cache = None
-    if not pytestconfig.getoption("--no-cache"):
-        root = pytestconfig.getoption("--cache-dir") or default_cache_dir()
-        if root is not None:
-            cache = FeatureCache(root, FeatureCache.namespace_for(scattering_config.fingerprint()))
     with _timed("features", pytestconfig):
-        stage = extract_features(dataset, scattering_config, compute_device, cache=cache)
+        stage = extract_features(dataset, scattering_config, compute_device, cache=feature_cache)
     RUN.dataset["feature_cache"] = stage.cache
+    RUN.dataset["feature_peak_rss_mib"] = stage.peak_rss_mib
     return stage
 
 

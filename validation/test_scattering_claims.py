@@ -16,8 +16,8 @@ from scipy.stats import qmc
 
 from pmt_core import theory
 from pmt_core.grid import CarrierModulationGrid
+from pmt_core.pipeline import scatter_cached
 from pmt_core.plots import plot_grid
-from pmt_core.scattering import scatter
 from validation import thresholds as th
 
 # Domain of the sampled cases (inside pmt_core.theory.in_theory_domain).
@@ -46,7 +46,7 @@ def _log_uniform(unit, low, high):
 
 
 @pytest.fixture(scope="module")
-def theory_run(profile, run_seed, scattering_config, compute_device):
+def theory_run(profile, run_seed, scattering_config, compute_device, feature_cache):
     from validation.conftest import _timed
 
     with _timed("theory_tones"):
@@ -62,8 +62,11 @@ def theory_run(profile, run_seed, scattering_config, compute_device):
         am = np.stack([theory.am_tone(a, b, m, cfg) for a, b, m, _ in cases])
         fm = np.stack([theory.fm_tone(a, b, d, cfg) for a, b, _, d in cases])
         outside = theory.am_tone(*OUTSIDE_DOMAIN_CASE, cfg)
-        result = scatter(np.concatenate([am, fm, outside[None]]), cfg.sample_rate, cfg,
-                         compute_device, batch_size=1 if compute_device.type == "cpu" else 16)
+        identities = ([{"am_tone": [a, b, m]} for a, b, m, _ in cases]
+                      + [{"fm_tone": [a, b, d]} for a, b, _, d in cases]
+                      + [{"am_tone": list(OUTSIDE_DOMAIN_CASE)}])
+        result = scatter_cached(np.concatenate([am, fm, outside[None]]), identities, cfg,
+                                compute_device, feature_cache)
         averaged = result.time_averaged()
     return TheoryRun(carrier, modulation, depth, deviation, averaged[:n], averaged[n:2 * n],
                      averaged[2 * n], result.paths)
