@@ -63,6 +63,18 @@ class FeatureStage:
 POOL_MIN_CLIPS = 16
 
 
+def _read_cache(cache, keys, shape, values, descriptors) -> list[int]:
+    """Fill ``values``/``descriptors`` from the cache; return the positions still to compute."""
+    todo = []
+    for i, key in enumerate(keys):
+        hit = cache.get(key, shape) if cache is not None else None
+        if hit is None:
+            todo.append(i)
+        else:
+            values[i], descriptors[i] = hit
+    return todo
+
+
 def _peak_rss_mib() -> float:
     import resource
 
@@ -175,13 +187,7 @@ def _extract_features(dataset, config, device, cache, workers, block, progress,
     values = np.zeros((len(dataset),) + shape, dtype=np.float32)
     descriptors: list[dict | None] = [None] * len(dataset)
     keys = [FeatureCache.key(example_identity(row)) for _, row in dataset.iterrows()]
-    todo = []
-    for i, key in enumerate(keys):
-        hit = cache.get(key, shape) if cache is not None else None
-        if hit is None:
-            todo.append(i)
-        else:
-            values[i], descriptors[i] = hit
+    todo = _read_cache(cache, keys, shape, values, descriptors)
     auto = workers is None
     workers = default_workers(device) if auto else max(1, int(workers))
     if auto and len(todo) < POOL_MIN_CLIPS:
@@ -259,13 +265,7 @@ def scatter_cached(
     shape = (len(paths), config.n_frames)
     keys = [FeatureCache.key(identity) for identity in identities]
     values = np.zeros((len(signals),) + shape, dtype=np.float32)
-    todo = []
-    for i, key in enumerate(keys):
-        hit = cache.get(key, shape) if cache is not None else None
-        if hit is None:
-            todo.append(i)
-        else:
-            values[i] = hit[0]
+    todo = _read_cache(cache, keys, shape, values, [None] * len(keys))
     if todo:
         batch = 1 if device.type == "cpu" else 16
         computed = scatter(signals[todo], config.sample_rate, config, device, batch).values

@@ -37,19 +37,11 @@ from pmt_core.figures import (
     figure2,
     pick_examples,
 )
+from pmt_core.lrp import RULES as _RULES
 from pmt_core.techniques import MODULATION_BAND_HZ
+from validation import thresholds as th
 
-try:
-    from validation import thresholds as th
-except ImportError:  # validation/ itself on sys.path (rootdir-less collection)
-    import thresholds as th
-
-try:
-    from pmt_core.lrp import RULES as _RULES
-
-    RULES = sorted(_RULES)
-except ImportError:  # collection must not depend on zennit; the fixture will fail instead
-    RULES = ["epsilon", "epsilon_zplus", "zplus_epsilon"]
+RULES = sorted(_RULES)
 
 #: The paper's composite LRP-[eps, z+] under its two readings (method.md section 3).
 COMPOSITE = {"text": "epsilon_zplus", "code": "zplus_epsilon"}

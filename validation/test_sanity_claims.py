@@ -19,19 +19,11 @@ import pytest
 from matplotlib.figure import Figure
 
 from pmt_core import sanity
+from pmt_core.lrp import RULES as _RULES
 from pmt_core.relevance import local_maps
+from validation import thresholds as th
 
-try:
-    from validation import thresholds as th
-except ImportError:  # validation/ itself on sys.path (rootdir-less collection)
-    import thresholds as th
-
-try:
-    from pmt_core.lrp import RULES as _RULES
-
-    RULES = sorted(_RULES)
-except ImportError:  # collection must not depend on zennit; the fixture will fail instead
-    RULES = ["epsilon", "epsilon_zplus", "zplus_epsilon"]
+RULES = sorted(_RULES)
 
 
 def _subset(labels: np.ndarray, n_max: int, seed: int) -> np.ndarray:
