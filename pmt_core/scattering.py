@@ -45,6 +45,31 @@ def _scattering_frontend():
     return ScatteringTorch1D
 
 
+@functools.cache
+def _scattering_backend():
+    """Return kymatio's 1-D torch backend with a faster product by real filters.
+
+    kymatio 0.3.0 multiplies a spectrum stored as (..., N, 2) floats by a real filter
+    stored as (N, 1) (``cdgmm``), a broadcast that torch runs at a third of the speed
+    of the same product on a complex view. Each float is multiplied by the same real
+    either way, so the result is bit for bit the same (pinned in
+    ``tests/test_scattering.py``); measured here (2 cores, 1 thread, paper setting)
+    it makes a whole transform 1.5-1.8x faster. Anything else goes to kymatio.
+    """
+    from kymatio.scattering1d.backend.torch_backend import TorchBackend1D
+
+    class FastRealFilterBackend1D(TorchBackend1D):
+        @classmethod
+        def cdgmm(cls, A, B):
+            if (cls._is_real(B) and B.shape[-1] == 1 and A.shape[-1] == 2
+                    and A.is_contiguous() and A.dtype is B.dtype and A.device == B.device
+                    and A.shape[-len(B.shape):-1] == B.shape[:-1]):
+                return torch.view_as_real(torch.view_as_complex(A) * B[..., 0])
+            return super().cdgmm(A, B)
+
+    return FastRealFilterBackend1D
+
+
 @dataclass(frozen=True)
 class ScatteringConfig:
     """Settings of the scattering transform; defaults are the paper's.
@@ -200,6 +225,7 @@ class _Transform:
     def __init__(self, config: ScatteringConfig, device: torch.device):
         frontend = _scattering_frontend()
         self.module = frontend(J=config.J, shape=config.n_samples, Q=config.Q, T=config.T)
+        self.module.backend = _scattering_backend()
         self.module.to(device)
         meta = self.module.meta()
         order = np.asarray(meta["order"])

