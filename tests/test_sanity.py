@@ -104,6 +104,21 @@ def test_cascade_detects_model_independent_maps(model, features):
     np.testing.assert_allclose(result.abs_mean, 1.0)
 
 
+def test_cascade_mirrored_maps_read_as_unchanged_in_magnitude(model, features):
+    # A map whose sign flips at every stage but whose magnitudes ignore the weights:
+    # a signed rho of -1 alone would look "changed"; |rho| and the |map| rho do not.
+    calls = []
+
+    def flipping(model, features, rule, target=None, **_):
+        calls.append(None)
+        sign = -1.0 if len(calls) > 1 else 1.0  # the first call is the trained reference
+        return sign * torch.as_tensor(features).numpy()
+
+    result = sanity.cascading_randomisation(model, features, "x", explain_fn=flipping)
+    np.testing.assert_allclose(result.mean, -1.0)
+    np.testing.assert_allclose(result.abs_mean, 1.0)
+
+
 def test_cascade_gradient_x_input_decorrelates(model, features):
     result = sanity.cascading_randomisation(model, features, "x", seed=0, explain_fn=grad_x_input)
     assert np.all(np.abs(result.rank_correlation) <= 1 + 1e-12)
