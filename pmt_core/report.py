@@ -92,9 +92,24 @@ def verdict(claims: list[dict]) -> str:
     """One line summarising the run."""
     counts = {s: sum(c["status"] == s for c in claims) for s in STATUSES}
     bad = counts["failed"] + counts["error"]
-    head = "All claims hold" if bad == 0 else f"{bad} claim(s) do not hold"
+    known = counts["xfailed"]
+    if bad:
+        head = f"{bad} claim(s) do not hold" + (f", {known} more known not to" if known else "")
+    elif known:
+        # An xfailed claim does not hold either: say so, not "all hold".
+        head = f"No new failure, but {known} claim(s) are known not to hold (see their reasons)"
+    else:
+        head = "All claims hold"
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     return f"{head} ({parts})."
+
+
+def verdict_class(claims: list[dict]) -> str:
+    """CSS class of the verdict: ``bad`` (a failure), ``known`` (xfailed only) or ``ok``."""
+    statuses = {c["status"] for c in claims}
+    if statuses & {"failed", "error"}:
+        return "bad"
+    return "known" if "xfailed" in statuses else "ok"
 
 
 def table1(claims: list[dict]) -> list[dict]:
@@ -173,7 +188,7 @@ def render_html(report: dict) -> str:
     status_of = {c["id"]: c["status"] for c in claims}
     return env.get_template("report.html").render(
         report=report, groups=groups, verdict=verdict(claims),
-        all_hold=not any(c["status"] in ("failed", "error") for c in claims),
+        verdict_class=verdict_class(claims),
         table1=table1(claims), paper_vs_code=paper_vs_code, status_of=status_of,
         timings=timing_rows(report.get("timings_s") or {}),
         drifted=set(regression.get("drifted_claims") or []), regression=regression,

@@ -191,7 +191,7 @@ def test_regression_claim_runs_last_and_fails_the_run_on_drift(tmp_path):
     # A copy of the plugin, the regression test and a claim file named to sort after it.
     suite = tmp_path / "validation"
     suite.mkdir()
-    for name in ("conftest.py", "test_regression.py", "__init__.py"):
+    for name in ("conftest.py", "known_failures.py", "test_regression.py", "__init__.py"):
         shutil.copy(ROOT / "validation" / name, suite / name)
     (suite / "test_zz_fake_claims.py").write_text(_FAKE_CLAIMS)
 

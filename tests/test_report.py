@@ -21,6 +21,7 @@ from pmt_core.report import (
     table1,
     to_jsonable,
     verdict,
+    verdict_class,
     write_report,
 )
 
@@ -193,6 +194,13 @@ def test_helpers():
     assert format_value({"x": 0.123456}) == "x: 0.123"
     assert format_value(None) == "—"
     assert verdict([{"status": "passed"}]) == "All claims hold (1 passed)."
+    known = verdict([{"status": "passed"}, {"status": "xfailed"}])
+    assert known.startswith("No new failure, but 1 claim(s) are known not to hold")
+    assert verdict([{"status": "failed"}, {"status": "xfailed"}]).startswith(
+        "1 claim(s) do not hold, 1 more known not to")
+    assert verdict_class([{"status": "passed"}]) == "ok"
+    assert verdict_class([{"status": "xfailed"}, {"status": "passed"}]) == "known"
+    assert verdict_class([{"status": "xfailed"}, {"status": "error"}]) == "bad"
 
 
 REAL_REPORT = ROOT / "reports" / "validation.json"
