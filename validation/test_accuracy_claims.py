@@ -15,11 +15,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from pmt_core.training import confusion, macro_accuracy, per_class_accuracy
-
-try:
-    from validation import thresholds as th
-except ImportError:  # validation/ itself on sys.path (rootdir-less collection)
-    import thresholds as th
+from validation import thresholds as th
 
 KIND_LABEL = {"s1": "S1", "s1s2": "S1+S2"}
 
@@ -92,7 +88,7 @@ def test_per_class_accuracy(kind, trained_models, profile, claim):
         f"Best validation macro accuracy {result.best_val_macro_accuracy:.4f} at epoch "
         f"{result.best_epoch} of {result.epochs_run}; training took {trained.seconds:.0f} s. "
         f"Profile {profile.name!r}; thresholds "
-        "thresholds.ACCURACY_PER_CLASS_MIN (provisional until calibrated over seeds)."
+        "thresholds.ACCURACY_PER_CLASS_MIN (their provenance is written there)."
         + (f" Below threshold: {below}." if below else "")
         + (f" No test file for: {no_test}." if no_test else "")
     )
@@ -130,7 +126,7 @@ def test_s2_gain(trained_models, profile, claim):
         f"Test macro accuracy (mean of per-class recalls): S1+S2 {macro['s1s2']:.4f}, "
         f"S1 {macro['s1']:.4f}; paper {th.PAPER_TABLE1_MACRO['s1s2']:.4f} vs "
         f"{th.PAPER_TABLE1_MACRO['s1']:.4f}. Margin thresholds.ACCURACY_S2_GAIN_MIN"
-        f"[{profile.name!r}] (provisional until calibrated over seeds)."
+        f"[{profile.name!r}] (provenance in validation/thresholds.py)."
     )
     c.table(
         [

@@ -13,11 +13,7 @@ import torch
 
 from pmt_core import lrp
 from pmt_core import lrp_reference as ref
-
-try:
-    from validation import thresholds as th
-except ImportError:  # validation/ itself on sys.path (rootdir-less collection)
-    import thresholds as th
+from validation import thresholds as th
 
 RULES = sorted(lrp.RULES)
 

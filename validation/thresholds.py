@@ -57,10 +57,10 @@ DATA_RATE_TOLERANCE_OCT = 0.15
 DATA_MODULATION_PRESENT_MIN_FRACTION = 0.80
 
 # --- accuracy (Table 1) -------------------------------------------------------
-# PROVISIONAL throughout: no ci-profile data existed when these were written (the
-# synthetic generator was in progress) and no paper-profile run has been made.
-# Calibrate over several seeds on the real pipeline, then replace "PROVISIONAL"
-# with the measured spread and the margin taken.
+# "ci" values measured with `pytest validation --profile ci --seed N` for seeds 0, 1
+# and 2 (595 synthetic clips, 119 test files: 9 vibrato, 22 trill, 48 tremolo,
+# 10 bisbigliando, 30 flatterzunge). The "paper" values are set from the paper's
+# Table 1 and await a paper-profile run on a GPU (none was lent so far).
 
 # The paper's Table 1 (method.md section 4, checked against the authors' saved test
 # predictions): per-class test accuracy as fractions, and the test counts per class.
@@ -78,13 +78,21 @@ PAPER_TEST_COUNTS = {"vibrato": 40, "trill": 209, "tremolo": 502, "bisbigliando"
 # profile. "paper" (SOL-PMT at paper scale): the paper's value minus
 # max(3 binomial standard errors at the paper's test counts, 0.02), minus a further
 # 0.05 for S1 (one published run of a weaker, less stable model), rounded down to
-# 0.01. PROVISIONAL: retraining spread over seeds not yet measured.
-# "ci" (synthetic data, small split): S1+S2 0.80 per class, because the synthetic
-# techniques differ by their modulation, which S2 resolves, and a ci test set of a
-# few dozen files per class has a standard error near 0.05; S1 0.20 = chance for
-# five classes, since 186 ms frames average out modulations above ~3 Hz and the
-# synthetic classes are built to share pitch, loudness and timbre: the paper's
-# claim for S1 is only that it is weaker. PROVISIONAL.
+# 0.01. Not yet measured over seeds (needs SOL-PMT or a paper-profile GPU run).
+# "ci" (synthetic data, small split), both set before any measurement and kept:
+# S1+S2 0.80 per class, because the synthetic techniques differ by their
+# modulation, which S2 resolves. Measured per-class recall, seeds 0 / 1 / 2:
+# vibrato 0.889 / 1.000 / 1.000, trill 0.955 / 0.909 / 0.864, tremolo 0.979 /
+# 0.792 / 0.979, bisbigliando 1.000 / 0.800 / 0.900, flatterzunge 1.000 / 0.967 /
+# 1.000 (macro 0.965 / 0.894 / 0.949). Seed 1 falls below on tremolo (38 of 48):
+# one seed in three, so the bar has no margin at the ci test size (one miss moves
+# vibrato or bisbigliando by 0.10); it is kept, not loosened, and seed 1 is a
+# known failure (validation/known_failures.py).
+# S1 0.20 = chance for five classes ("S1 alone beats guessing on every class"),
+# since 186 ms frames average out modulations above ~3 Hz and the synthetic classes
+# share pitch, loudness and timbre. Measured lowest class, seeds 0 / 1 / 2: vibrato
+# 0.111 / trill 0.273 / vibrato 0.333 (macro 0.504 / 0.558 / 0.477, paper 0.806):
+# vibrato's 4-8 Hz FM is invisible to S1 on seed 0 (1 of 9), a known failure there.
 ACCURACY_PER_CLASS_MIN = {
     "ci": {
         "s1s2": {"vibrato": 0.80, "trill": 0.80, "tremolo": 0.80, "bisbigliando": 0.80,
@@ -102,9 +110,10 @@ ACCURACY_PER_CLASS_MIN = {
 # accuracy.s2_gain: smallest acceptable macro accuracy (S1+S2) - macro accuracy (S1)
 # on the test split. Paper: 0.9884 - 0.8060 = 0.182; the binomial standard error of
 # that difference at the paper's test counts is 0.019, so "paper" takes the gain
-# minus about 4 standard errors, 0.10. "ci": 0.05, a gain clearly above the noise of
-# a small test set. PROVISIONAL: seed-to-seed spread of both models not yet measured.
-ACCURACY_S2_GAIN_MIN = {"ci": 0.05, "paper": 0.10}
+# minus about 4 standard errors, 0.10. "ci": measured 0.461 / 0.335 / 0.472 (seeds
+# 0 / 1 / 2); the first, provisional 0.05 is raised to the paper's 0.10 (a tighter
+# bar, still 0.23 below the lowest measured gain: S1 is near blind on synthetic data).
+ACCURACY_S2_GAIN_MIN = {"ci": 0.10, "paper": 0.10}
 
 # --- LRP mechanics --------------------------------------------------------------
 
@@ -136,9 +145,9 @@ LRP_CONSERVATION_N_EXAMPLES = 64
 LRP_CONSERVATION_MAX_REL_RESIDUAL = 1e-10
 
 # --- relevance and sanity claims ----------------------------------------------
-# PROVISIONAL marks a value set from the paper's wording and first principles, not
-# yet calibrated on the real pipeline over several seeds. Calibrate before relying
-# on a pass or a fail; replace "PROVISIONAL" with the measurements when done.
+# These bars state the paper's claims (or a conventional level) and were set before
+# any measurement; none was moved after measuring. "Measured" quotes the ci profile,
+# seeds 0 / 1 / 2, per rule: epsilon, epsilon_zplus (text), zplus_epsilon (code).
 
 # relevance.kurtosis_contrast: the paper's mean (sd) per-example kurtosis of the
 # time-averaged maps (section 4.2; method.md section 4). Reported beside ours, not
@@ -147,7 +156,10 @@ PAPER_KURTOSIS = {"epsilon": (13.82, 8.81), "composite": (19.22, 13.72)}
 # relevance.kurtosis_contrast: one-sided paired Wilcoxon signed-rank test (scipy)
 # that the code's composite ("zplus_epsilon", zennit EpsilonPlus) gives larger
 # kurtosis than "epsilon" on the same test examples. 0.01: a conventional level,
-# with n ~ 1,000 test examples the test resolves small shifts. PROVISIONAL.
+# with n ~ 1,000 test examples the test resolves small shifts. Measured: code
+# reading 4.98 / 4.59 / 4.82 vs epsilon 6.68 / 5.70 / 6.86, p = 1.0 on every seed
+# (the paper's ordering reverses); text reading 7.04 / 6.84 / 7.28, p 0.009 /
+# 1.5e-5 / 0.43. Paper: 19.22 vs 13.82.
 KURTOSIS_WILCOXON_ALPHA = 0.01
 
 # relevance.localisation / relevance.peak_modulation: tolerance in octaves around
@@ -159,10 +171,12 @@ LOCALISATION_TOL_OCTAVES = 0.5
 # relevance.localisation: macro-average (over classes) share of correctly
 # classified test examples whose peak S2 relevance lies within the tolerance of
 # the example's true rate. The paper says relevance is "localized around the
-# modulation rate"; half the examples is a weak reading of that. PROVISIONAL.
+# modulation rate"; half the examples is a weak reading of that. Measured macro hit
+# rate 0.695 / 0.622 / 0.674 (epsilon), 0.761 / 0.680 / 0.737 (text), 0.738 /
+# 0.716 / 0.787 (code); raw energy 0.691 / 0.772 / 0.760, chance 0.128.
 LOCALISATION_MIN_HIT_RATE = 0.5
 # relevance.localisation: the relevance hit rate must exceed the exact chance rate
-# (random map) by at least this factor, macro-averaged. PROVISIONAL.
+# (random map) by at least this factor, macro-averaged. Measured 4.9-6.2.
 LOCALISATION_MIN_LIFT_OVER_CHANCE = 2.0
 # relevance.peak_modulation: widening (octaves, both sides) of MODULATION_BAND_HZ
 # when asking whether a class's median peak lambda2 lies in its physical band;
@@ -198,24 +212,28 @@ PITCH_N_RANDOM_SPLITS = 200
 PITCH_PERMUTATION_ALPHA = 0.01
 # relevance.pitch_invariance: |within-class Spearman(f0, peak lambda2)| must stay
 # below this ("does not follow f0"); with n ~ 1,000 pooled examples the null sd of
-# rho is ~0.03, so 0.3 tolerates a weak trend but not tracking. PROVISIONAL.
+# rho is ~0.03, so 0.3 tolerates a weak trend but not tracking. Measured |rho|
+# 0.195 / 0.261 / 0.218, 0.063 / 0.056 / 0.203, 0.266 / 0.175 / 0.243.
 PITCH_MAX_ABS_RHO_MODULATION = 0.3
 # relevance.pitch_invariance: positive control, within-class Spearman(f0, peak
 # lambda1) must exceed this (carriers must follow pitch, or the measure could not
-# detect dependence at all). PROVISIONAL.
+# detect dependence at all). Measured 0.180 / 0.498 / 0.444, 0.318 / 0.454 /
+# 0.459, 0.601 / 0.631 / 0.550 (epsilon fails it on seed 0).
 PITCH_MIN_RHO_CARRIER = 0.3
 # relevance.pitch_invariance: fewest examples with a known f0 per class to use it.
 PITCH_MIN_EXAMPLES_PER_CLASS = 9
 
 # relevance.s1_share: the median per-example share of |relevance| on S1 paths must
 # be at most this multiple of S1's share of paths (74 / 1,200 = 6.2 %): "S1 carries
-# little", read as "less than its head count". PROVISIONAL.
+# little", read as "less than its head count". Measured 0.044 / 0.044 / 0.041,
+# 0.045 / 0.043 / 0.042, 0.057 / 0.057 / 0.058 against 0.062.
 S1_SHARE_MAX_RATIO_TO_PATH_SHARE = 1.0
 
 # relevance.energy_correlation: median per-example Spearman rho between relevance
 # and scattering energy (all 1,200 paths, raw coefficients with kymatio's scale
 # undone) must not exceed this: the paper says "not positively correlated"; 0.3 is
-# the conventional bound of a weak correlation. PROVISIONAL.
+# the conventional bound of a weak correlation. Measured 0.029 / 0.019 / 0.043,
+# 0.046 / 0.044 / 0.034, 0.347 / 0.392 / 0.400 (the code's z+ reading fails).
 ENERGY_MAX_MEDIAN_RHO = 0.3
 
 # sanity.*: test examples used (stratified random subset, seeded by run_seed):
@@ -231,7 +249,8 @@ SANITY_MAX_EXAMPLES = 512
 # the randomised maps are the trained ones with their signs swapped, still ordered
 # by the trained map, so the weights have not been shown to matter. 0.5 fails only
 # maps that keep (or mirror) most of their ranking without the learned weights.
-# PROVISIONAL.
+# Measured signed mean rho -0.012 / 0.008 / -0.010, -0.001 / -0.000 / 0.011,
+# -0.853 / -0.316 / -0.138.
 RANDOMISATION_MAX_ABS_MEAN_RHO = 0.5
 # |maps|: mean rho of the absolute maps below this. Magnitude is where z+-type rules
 # fail the check: their relevance hardly depends on the upper layers' weights (Sixt,
@@ -240,8 +259,9 @@ RANDOMISATION_MAX_ABS_MEAN_RHO = 0.5
 # its magnitude ranking comes from the input alone: ci run (seed 0), fully randomised,
 # rho of |maps| 0.286 (epsilon), 0.280 (epsilon_zplus) against 0.923 (zplus_epsilon,
 # signed rho -0.733). 0.5, the signed bound kept, lies between that input-driven
-# floor and a map that keeps its magnitudes without the weights. PROVISIONAL: one
-# seed measured; zplus_epsilon fails it, a finding, not a tuning target.
+# floor and a map that keeps its magnitudes without the weights. Measured 0.285 /
+# 0.307 / 0.283, 0.303 / 0.289 / 0.287, 0.882 / 0.928 / 0.916: zplus_epsilon fails
+# it on every seed, a finding, not a tuning target.
 RANDOMISATION_MAX_MEAN_ABS_MAP_RHO = 0.5
 # sanity.deletion.<rule>: removal steps and paths per step. 20 x 10 removes the top
 # 200 of 1,200 paths (1/6), the region where MoRF and random orders differ most
@@ -255,6 +275,7 @@ DELETION_BASELINE = "running_mean"
 # sanity.deletion.<rule>: AOPC(relevance order) / AOPC(random order) must exceed
 # this, and the one-sided paired Wilcoxon p (relevance > random) must be below
 # DELETION_WILCOXON_ALPHA.
-# 1.5: relevance-first removal must hurt 50 % more than random. PROVISIONAL.
+# 1.5: relevance-first removal must hurt 50 % more than random. Measured AOPC
+# ratio 22.6 / 22.2 / 13.8 (seed 0), 24.0 / 22.9 / 13.5 (seed 2), p < 1e-16.
 DELETION_MIN_AOPC_RATIO = 1.5
 DELETION_WILCOXON_ALPHA = 0.01
