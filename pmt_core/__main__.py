@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    explain FILE.wav [--checkpoint reports/models/s1s2.pt] [--rule zplus_epsilon]
+    explain FILE.wav [--checkpoint reports/models/s1s2.pt] [--rule epsilon_zplus]
                      [--out FILE.png] [--top 10] [--device cpu] [--any-config]
     cache info  [--cache-dir DIR]
     cache clear [--cache-dir DIR]
@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="trained model (default: %(default)s, written by "
                               "'pytest validation')")
     explain.add_argument("--rule", default=DEFAULT_RULE, choices=sorted(RULES),
-                         help="LRP rule set (default: %(default)s, the authors' code)")
+                         help="LRP rule set (default: %(default)s, the paper's text; "
+                              "zplus_epsilon is the authors' code)")
     explain.add_argument("--out", default=None,
                          help="PNG to write (default: FILE with suffix .relevance.png)")
     explain.add_argument("--top", type=int, default=10, help="paths to list (default 10)")
