@@ -97,7 +97,7 @@ def verdict(claims: list[dict]) -> str:
         head = f"{bad} claim(s) do not hold" + (f", {known} more known not to" if known else "")
     elif known:
         # An xfailed claim does not hold either: say so, not "all hold".
-        head = f"No new failure, but {known} claim(s) are known not to hold (see their reasons)"
+        head = f"No new failure; {known} claim(s) known not to hold, each with its reason"
     else:
         head = "All claims hold"
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

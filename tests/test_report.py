@@ -195,7 +195,7 @@ def test_helpers():
     assert format_value(None) == "—"
     assert verdict([{"status": "passed"}]) == "All claims hold (1 passed)."
     known = verdict([{"status": "passed"}, {"status": "xfailed"}])
-    assert known.startswith("No new failure, but 1 claim(s) are known not to hold")
+    assert known.startswith("No new failure; 1 claim(s) known not to hold")
     assert verdict([{"status": "failed"}, {"status": "xfailed"}]).startswith(
         "1 claim(s) do not hold, 1 more known not to")
     assert verdict_class([{"status": "passed"}]) == "ok"
