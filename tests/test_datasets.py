@@ -20,7 +20,9 @@ from pmt_core.datasets import (
 from pmt_core.synth import synthesize, synthetic_manifest
 
 SR = 44100
-AUTHORS_CSV = Path("/work/shared/reference/SOL-0.9HQ-PMT_meta.csv")
+# The project's reference folder sits beside the checkout (../shared/reference).
+AUTHORS_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference"
+               / "SOL-0.9HQ-PMT_meta.csv")
 
 
 def _wav(path, seconds=0.05):
