@@ -46,7 +46,8 @@ def screenshot(html: Path, out: Path, width: int = 1280, height: int = 2000) -> 
 
 def trill_wav(path: Path, seed: int = 0) -> Path:
     """Write the first test-split trill of the ci-profile synthetic data set."""
-    from pmt_core.synth import CI_CLASS_SIZES, synthesize, synthetic_manifest
+    from pmt_core.data.synth import synthesize, synthetic_manifest
+    from pmt_core.profiles import CI_CLASS_SIZES
 
     manifest = synthetic_manifest(CI_CLASS_SIZES, seed=seed)
     row = manifest[(manifest.technique == "trill") & (manifest.subset == "test")].iloc[0]

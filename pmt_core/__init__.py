@@ -3,11 +3,18 @@
 The public API is re-exported here; each concern lives in its own module.
 """
 
-from .compression import LogCompression
-from .device import select_device
-from .grid import CarrierModulationGrid
-from .model import PMTConvNet
-from .scattering import PathTable, ScatteringConfig, ScatteringResult, path_table, scatter
+from pmt_core.features.compression import LogCompression
+from pmt_core.features.grid import CarrierModulationGrid
+from pmt_core.features.scattering import (
+    PathTable,
+    ScatteringConfig,
+    ScatteringResult,
+    path_table,
+    scatter,
+)
+from pmt_core.infra.device import select_device
+from pmt_core.model.network import PMTConvNet
+
 from .techniques import MODULATION_BAND_HZ, TECHNIQUES
 
 __all__ = [

@@ -27,8 +27,9 @@ EXIT_DRIFT = 1
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m pmt_core``."""
+    from pmt_core.explain.lrp import RULES
+
     from .explain_audio import DEFAULT_CHECKPOINT, DEFAULT_RULE
-    from .lrp import RULES
 
     parser = argparse.ArgumentParser(
         prog="python -m pmt_core",
@@ -105,7 +106,7 @@ def cache_summary(root: Path | None) -> dict:
 
 
 def _cache(args) -> int:
-    from .cache import ENV_VAR, clear_cache, default_cache_dir
+    from pmt_core.infra.cache import ENV_VAR, clear_cache, default_cache_dir
 
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     if args.cache_command == "clear":
@@ -125,7 +126,13 @@ def _cache(args) -> int:
 
 
 def _baseline(args) -> int:
-    from .baseline import BaselineError, compare, load_baseline, run_context, write_baseline
+    from pmt_core.report.regression import (
+        BaselineError,
+        compare,
+        load_baseline,
+        run_context,
+        write_baseline,
+    )
 
     try:
         report = json.loads(Path(args.report).read_text(encoding="utf-8"))

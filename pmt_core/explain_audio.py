@@ -1,10 +1,10 @@
 """Explain one's own recording: classify it and show where its relevance lies, in Hz.
 
 The command ``python -m pmt_core explain FILE.wav`` runs the validated pipeline
-on one file: read (:func:`pmt_core.audio.load_audio`), scatter
-(:func:`pmt_core.scattering.scatter`), compress with the checkpoint's own fitted
-:class:`~pmt_core.compression.LogCompression`, classify, explain with
-:func:`pmt_core.lrp.explain`, and lay the time-averaged relevance on the carrier
+on one file: read (:func:`pmt_core.data.audio.load_audio`), scatter
+(:func:`pmt_core.features.scattering.scatter`), compress with the checkpoint's own fitted
+:class:`~pmt_core.features.compression.LogCompression`, classify, explain with
+:func:`pmt_core.explain.lrp.explain`, and lay the time-averaged relevance on the carrier
 (lambda1) x modulation (lambda2) grid. Every failure a user can cause (missing
 checkpoint, other scattering settings, unreadable, empty or silent audio) raises
 :class:`ExplainError` with a one-line message.
@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import write_bytes_atomic
-from .audio import AudioError, load_audio
-from .checkpoint import CheckpointError, load_checkpoint
-from .device import select_device
-from .grid import CarrierModulationGrid
-from .lrp import RULES, explain
-from .plots import figure_to_png, plot_grid
-from .relevance import lambda2_profile, local_maps
-from .scattering import PathTable, ScatteringConfig, scatter
+from pmt_core.data.audio import AudioError, load_audio
+from pmt_core.explain.lrp import RULES, explain
+from pmt_core.explain.relevance import lambda2_profile, local_maps
+from pmt_core.features.grid import CarrierModulationGrid
+from pmt_core.features.scattering import PathTable, ScatteringConfig, scatter
+from pmt_core.figures.plots import figure_to_png, plot_grid
+from pmt_core.infra.atomic import write_bytes_atomic
+from pmt_core.infra.device import select_device
+from pmt_core.model.checkpoint import CheckpointError, load_checkpoint
 
 #: Where the last validation run leaves its S1+S2 model.
 DEFAULT_CHECKPOINT = Path("reports") / "models" / "s1s2.pt"
@@ -163,10 +163,10 @@ def explain_recording(
     audio_path : path-like
         WAV or FLAC; resampled to the checkpoint's rate, averaged to mono.
     checkpoint_path : path-like
-        A checkpoint from :func:`pmt_core.checkpoint.save_checkpoint` (the
+        A checkpoint from :func:`pmt_core.model.checkpoint.save_checkpoint` (the
         validation run writes ``reports/models/s1s2.pt``).
     rule : str
-        Key of :data:`pmt_core.lrp.RULES`.
+        Key of :data:`pmt_core.explain.lrp.RULES`.
     device : str, optional
         Where to compute (None: CUDA when available).
     any_config : bool

@@ -1,13 +1,47 @@
-"""Run profiles: how much work ``pytest validation`` does.
+"""Run profiles: how much work one validation run does.
 
-``ci`` fits a 2-core CPU runner inside CI's budget; ``paper`` is the paper's scale
-(class sizes of SOL-PMT, the authors' 500-epoch budget with patience 20) and is
-meant for GPU runners.
+``smoke`` runs the whole chain in seconds (tiny clips, a few epochs): it is what
+the unit tests of the stages and of the pytest plugin run, never a source of
+figures. ``ci`` fits a 2-core CPU runner inside CI's budget. ``paper`` is the
+paper's scale (the class sizes of SOL-PMT, the authors' 500-epoch budget with
+patience 20) and is meant for GPU runners.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+#: Class sizes of SOL-PMT (method.md section 6).
+PAPER_CLASS_SIZES = {
+    "tremolo": 2530,
+    "flatterzunge": 1523,
+    "trill": 1035,
+    "bisbigliando": 286,
+    "vibrato": 190,
+}
+
+#: Smaller class sizes for CI: imbalanced like the paper, smallest class >= 40,
+#: about 600 clips.
+CI_CLASS_SIZES = {
+    "tremolo": 240,
+    "flatterzunge": 150,
+    "trill": 110,
+    "bisbigliando": 50,
+    "vibrato": 45,
+}
+
+#: A few clips per class: enough for every subset to hold every class.
+SMOKE_CLASS_SIZES = {
+    "tremolo": 8,
+    "flatterzunge": 8,
+    "trill": 8,
+    "bisbigliando": 8,
+    "vibrato": 8,
+}
+
+#: The smoke profile's scattering: 2**14-sample clips (0.37 s) and a small filter
+#: bank, so a clip scatters in milliseconds; 2**10-sample frames give 16 frames.
+SMOKE_SCATTERING = {"n_samples": 2**14, "J": 8, "Q": (8, 2), "T": 2**10}
 
 
 @dataclass(frozen=True)
@@ -21,37 +55,46 @@ class Profile:
         Examples per technique of the synthetic data set (ignored for ``--dataset``).
     max_epochs, patience : int
         Training budget and early-stopping patience (validation macro accuracy).
+    replicates : int
+        Models trained per input kind on the same split (different initialisation
+        and batch order); every claim about a trained model is pooled over them.
     theory_cases : int
         AM and FM test tones each (Latin hypercube over the theory's domain).
-    sanity_examples : int
-        Test examples used by the perturbation and randomisation checks.
+    scattering : dict
+        Overrides of :class:`pmt_core.features.scattering.ScatteringConfig`
+        (empty: the paper's setting).
     """
 
     name: str
     class_sizes: dict = field(default_factory=dict)
     max_epochs: int = 500
     patience: int = 20
+    replicates: int = 5
     theory_cases: int = 24
-    sanity_examples: int = 64
+    scattering: dict = field(default_factory=dict)
 
 
-def _synthetic_sizes(name: str) -> dict:
-    from .synth import CI_CLASS_SIZES, PAPER_CLASS_SIZES
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", dict(SMOKE_CLASS_SIZES), max_epochs=3, patience=2, replicates=2,
+                     theory_cases=2, scattering=dict(SMOKE_SCATTERING)),
+    "ci": Profile("ci", dict(CI_CLASS_SIZES), max_epochs=60, patience=15, replicates=5,
+                  theory_cases=16),
+    "paper": Profile("paper", dict(PAPER_CLASS_SIZES), max_epochs=500, patience=20,
+                     replicates=5, theory_cases=48),
+}
 
-    return dict(CI_CLASS_SIZES if name == "ci" else PAPER_CLASS_SIZES)
+PROFILE_NAMES = tuple(PROFILES)
 
 
 def get_profile(name: str) -> Profile:
-    """Return the profile called ``name`` (``ci`` or ``paper``)."""
-    if name == "ci":
-        return Profile(
-            "ci", _synthetic_sizes("ci"), max_epochs=60, patience=15, theory_cases=16,
-            sanity_examples=48,
-        )
-    if name == "paper":
-        return Profile("paper", _synthetic_sizes("paper"), max_epochs=500, patience=20,
-                       theory_cases=48, sanity_examples=256)
-    raise ValueError(f"unknown profile {name!r}; expected 'ci' or 'paper'")
+    """Return the profile called ``name`` (one of :data:`PROFILE_NAMES`).
 
-
-PROFILE_NAMES = ("ci", "paper")
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; expected one of {PROFILE_NAMES}") from None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pmt_core.atomic import atomic_path, write_text_atomic
+from pmt_core.infra.atomic import atomic_path, write_text_atomic
 
 
 def test_write_replaces_file(tmp_path):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pmt_core.audio import AudioError, fix_length, load_audio
+from pmt_core.data.audio import AudioError, fix_length, load_audio
 
 SR = 44100
 

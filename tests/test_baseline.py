@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pmt_core.baseline import (
+from pmt_core.explain.lrp import RULES
+from pmt_core.report.regression import (
     TOLERANCES,
     BaselineError,
     Tolerance,
@@ -24,7 +25,6 @@ from pmt_core.baseline import (
     tolerance_for,
     write_baseline,
 )
-from pmt_core.lrp import RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_every_suite_claim_has_its_own_tolerance():
     assert "accuracy.s1.per_class" in ids and "lrp.conservation.epsilon" in ids
     fallback = [cid for cid in ids if tolerance_for(cid, "a figure").claims == "*"
                 and not cid.startswith("regression.")]
-    assert not fallback, f"add a row to pmt_core.baseline.TOLERANCES for {fallback}"
+    assert not fallback, f"add a row to pmt_core.report.regression.TOLERANCES for {fallback}"
 
 
 def test_make_write_load_round_trip(tmp_path):

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pmt_core import cache as cache_module
-from pmt_core.cache import ENV_VAR, FeatureCache, clear_cache, default_cache_dir
-from pmt_core.pipeline import example_identity
-from pmt_core.scattering import ScatteringConfig
+from pmt_core.data.sources import example_identity
+from pmt_core.features.scattering import ScatteringConfig
+from pmt_core.infra import cache as cache_module
+from pmt_core.infra.cache import ENV_VAR, FeatureCache, clear_cache, default_cache_dir
 
 SHAPE = (6, 4)
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from pmt_core import checkpoint as checkpoint_module
-from pmt_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pmt_core.compression import LogCompression
-from pmt_core.model import PMTConvNet
-from pmt_core.scattering import ScatteringConfig
-from pmt_core.training import TrainingConfig
+from pmt_core.features.compression import LogCompression
+from pmt_core.features.scattering import ScatteringConfig
+from pmt_core.model import checkpoint as checkpoint_module
+from pmt_core.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pmt_core.model.network import PMTConvNet
+from pmt_core.model.training import TrainingConfig
 
 N_PATHS = 24
 CLASSES = ("vibrato", "trill", "tremolo")

@@ -17,10 +17,10 @@ import soundfile as sf
 import torch
 
 from pmt_core.__main__ import main
-from pmt_core.checkpoint import save_checkpoint
-from pmt_core.compression import LogCompression
-from pmt_core.model import PMTConvNet
-from pmt_core.scattering import ScatteringConfig
+from pmt_core.features.compression import LogCompression
+from pmt_core.features.scattering import ScatteringConfig
+from pmt_core.model.checkpoint import save_checkpoint
+from pmt_core.model.network import PMTConvNet
 from pmt_core.techniques import TECHNIQUES
 
 SR = 44100

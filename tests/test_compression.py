@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmt_core.compression import LogCompression
+from pmt_core.features.compression import LogCompression
 
 
 def test_formula_matches_the_authors(rng):

@@ -7,17 +7,16 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmt_core.datasets import (
+from pmt_core.data.datasets import (
     AUTHORS_COLUMNS,
     TECHNIQUE_FOLDERS,
     DatasetError,
-    example_audio,
     f0_from_filename,
     load_dataset,
-    split_dataset,
-    write_split_csv,
 )
-from pmt_core.synth import synthesize, synthetic_manifest
+from pmt_core.data.sources import example_audio
+from pmt_core.data.split import assign_split, has_split, split_dataset, write_split_csv
+from pmt_core.data.synth import synthesize, synthetic_manifest
 
 SR = 44100
 # The project's reference folder sits beside the checkout (../shared/reference).
@@ -129,14 +128,24 @@ def test_manifest_with_split(tmp_path):
     assert df["modulation_rate_hz"].isna().all()
 
 
-def test_manifest_without_split_is_split(tmp_path):
+def test_manifest_without_split_is_split_by_the_run_seed(tmp_path):
     for i in range(10):
         _wav(tmp_path / f"{i}.wav")
     pd.DataFrame({"path": [f"{i}.wav" for i in range(10)], "technique": ["tremolo"] * 10}).to_csv(
         tmp_path / "m.csv", index=False
     )
     df = load_dataset(tmp_path / "m.csv")
-    assert df["subset"].value_counts().to_dict() == {"training": 6, "validation": 2, "test": 2}
+    assert not has_split(df)  # the loader does not split: the run's seed does
+    split = {seed: assign_split(df, seed) for seed in (0, 1, 2)}
+    for out in split.values():
+        assert out["subset"].value_counts().to_dict() == {"training": 6, "validation": 2, "test": 2}
+        assert out.attrs["source"] == "manifest"
+    assert len({tuple(out["subset"]) for out in split.values()}) > 1  # --seed reaches it
+
+
+def test_given_split_is_kept_whatever_the_seed():
+    df = pd.DataFrame({"technique": ["trill"] * 3, "subset": ["test", "training", "validation"]})
+    assert assign_split(df, 5)["subset"].tolist() == ["test", "training", "validation"]
 
 
 def test_manifest_missing_file(tmp_path):
@@ -265,7 +274,8 @@ def test_sol_tree_maps_folders_and_ignores_others(tmp_path):
     )
     assert set(df["family"]) == {"Strings", "Flutes"}
     assert df["f0_hz"].notna().all() and df["modulation_rate_hz"].isna().all()
-    assert set(df["subset"]) == {"training", "validation", "test"}
+    assert not has_split(df)
+    assert set(assign_split(df, 0)["subset"]) == {"training", "validation", "test"}
 
 
 def test_empty_folder(tmp_path):
@@ -341,7 +351,7 @@ def test_write_split_csv_round_trip(tmp_path):
     pd.DataFrame({"path": [f"a/{i}.wav" for i in range(6)], "technique": ["trill"] * 6}).to_csv(
         tmp_path / "m.csv", index=False
     )
-    df = load_dataset(tmp_path / "m.csv")
+    df = assign_split(load_dataset(tmp_path / "m.csv"), seed=0)
     out = write_split_csv(df, tmp_path / "out" / "split.csv")
     again = load_dataset(out)
     assert again["path"].tolist() == df["path"].tolist()
@@ -350,7 +360,7 @@ def test_write_split_csv_round_trip(tmp_path):
 
 
 def test_synthetic_manifest_round_trip(tmp_path):
-    df = synthetic_manifest({"trill": 4, "tremolo": 4}, seed=0)
+    df = assign_split(synthetic_manifest({"trill": 4, "tremolo": 4}, seed=0), seed=0)
     again = load_dataset(write_split_csv(df, tmp_path / "split.csv"))
     assert (again["path"] == "").all() and again["subset"].tolist() == df["subset"].tolist()
     np.testing.assert_array_equal(

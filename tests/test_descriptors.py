@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmt_core.descriptors import DESCRIPTOR_NAMES, describe
+from pmt_core.data.descriptors import DESCRIPTOR_NAMES, describe
 
 SR = 44100
 N = 2**17  # 3 s: enough for rates >= 2 Hz, quick to analyse

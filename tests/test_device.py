@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pmt_core.device import select_device
+from pmt_core.infra.device import select_device
 
 HAS_CUDA = torch.cuda.is_available()
 

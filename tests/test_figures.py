@@ -1,4 +1,4 @@
-"""pmt_core.figures on small fabricated inputs (real path metadata, random maps)."""
+"""pmt_core.figures.paper on small fabricated inputs (real path metadata, random maps)."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pmt_core.figures import (
+from pmt_core.features.scattering import path_table
+from pmt_core.figures.paper import (
     AudioExample,
     ClassAggregate,
     LocalExample,
@@ -17,8 +18,7 @@ from pmt_core.figures import (
     pick_examples,
     technique_spectrograms,
 )
-from pmt_core.plots import figure_to_png
-from pmt_core.scattering import path_table
+from pmt_core.figures.plots import figure_to_png
 from pmt_core.techniques import TECHNIQUES
 
 RULES = ["epsilon", "epsilon_zplus", "zplus_epsilon"]
@@ -94,7 +94,7 @@ def test_class_aggregates(rng, paths):
 
 
 def test_audio_example_reads_row_ground_truth(monkeypatch):
-    monkeypatch.setattr("pmt_core.datasets.example_audio",
+    monkeypatch.setattr("pmt_core.data.sources.example_audio",
                         lambda row, sample_rate, n_samples: np.zeros(n_samples))
     row = pd.Series({"path": "", "technique": "trill", "f0_hz": np.nan,
                      "modulation_rate_hz": 7.5, "instrument": "flute"})

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pmt_core.grid import CarrierModulationGrid
-from pmt_core.plots import figure_to_png, plot_grid
-from pmt_core.scattering import path_table
+from pmt_core.features.grid import CarrierModulationGrid
+from pmt_core.features.scattering import path_table
+from pmt_core.figures.plots import figure_to_png, plot_grid
 
 
 @pytest.fixture(scope="module")

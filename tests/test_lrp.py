@@ -1,4 +1,4 @@
-"""Unit tests of pmt_core.lrp: rule registry, canonizer checks, explain() contract."""
+"""Unit tests of pmt_core.explain.lrp: rule registry, canonizer checks, explain() contract."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from zennit.canonizers import SequentialMergeBatchNorm
 
-from pmt_core import lrp
-from pmt_core.model import PMTConvNet
+from pmt_core.explain import lrp
+from pmt_core.model.network import PMTConvNet
 
 torch.set_num_threads(1)
 

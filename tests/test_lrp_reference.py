@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from zennit.canonizers import SequentialMergeBatchNorm
 
-from pmt_core import lrp
-from pmt_core import lrp_reference as ref
-from pmt_core.model import PMTConvNet
+from pmt_core.explain import lrp
+from pmt_core.explain import lrp_reference as ref
+from pmt_core.model.network import PMTConvNet
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pmt_core.model import PMTConvNet, count_trainable_parameters
+from pmt_core.model.network import PMTConvNet, count_trainable_parameters
 
 
 @pytest.fixture(autouse=True)

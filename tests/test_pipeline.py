@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from pmt_core import pipeline
-from pmt_core.cache import FeatureCache
-from pmt_core.datasets import example_audio
-from pmt_core.descriptors import describe
-from pmt_core.pipeline import default_workers, extract_features
-from pmt_core.scattering import ScatteringConfig, scatter
-from pmt_core.synth import synthetic_manifest
+from pmt_core.data.descriptors import describe
+from pmt_core.data.sources import example_audio, example_identity
+from pmt_core.data.synth import synthetic_manifest
+from pmt_core.features import extraction as pipeline
+from pmt_core.features.extraction import default_workers, extract_features
+from pmt_core.features.scattering import ScatteringConfig, scatter
+from pmt_core.infra.cache import FeatureCache
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def test_second_call_reads_the_cache_in_any_row_order(in_process, dataset, cache
 
 def test_corrupt_entry_is_recomputed(in_process, dataset, cache_root):
     cache = new_cache(cache_root)
-    victim = cache._path(FeatureCache.key(pipeline.example_identity(dataset.iloc[1])))
+    victim = cache._path(FeatureCache.key(example_identity(dataset.iloc[1])))
     victim.write_bytes(victim.read_bytes()[:100])
     stage = extract_features(dataset, CONFIG, CPU, cache=cache, progress=False)
     assert (stage.cache["hits"], stage.cache["misses"], stage.cache["rebuilt"]) == (3, 1, 1)
@@ -111,7 +111,7 @@ def test_default_workers():
 
 
 def test_scatter_cached_reads_back_what_it_wrote(tmp_path):
-    from pmt_core.pipeline import scatter_cached
+    from pmt_core.features.extraction import scatter_cached
 
     config = ScatteringConfig(n_samples=2**12, J=6, T=2**6)
     t = np.arange(config.n_samples) / config.sample_rate

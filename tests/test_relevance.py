@@ -1,4 +1,4 @@
-"""Known answers and properties of pmt_core.relevance on constructed maps."""
+"""Known answers and properties of pmt_core.explain.relevance on constructed maps."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import stats
 
-from pmt_core import relevance as rel
-from pmt_core.scattering import PathTable
+from pmt_core.explain import relevance as rel
+from pmt_core.features.scattering import PathTable
 
 # A small path table shaped like the real one: S1 paths first, then S2 paths whose
 # lambda2 exists only well below their carrier (fewer S2 paths at high lambda2).

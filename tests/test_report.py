@@ -13,8 +13,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from pmt_core.plots import figure_to_data_uri
-from pmt_core.report import (
+from pmt_core.figures.plots import figure_to_data_uri
+from pmt_core.report.render import (
     PAPER_VS_CODE,
     format_value,
     render_html,

@@ -1,7 +1,7 @@
-"""pmt_core.sanity on a tiny PMTConvNet with a local gradient x input explainer.
+"""pmt_core.explain.sanity on a tiny PMTConvNet with a local gradient x input explainer.
 
 The explainer is passed in as ``explain_fn`` so that these tests do not depend on
-pmt_core.lrp (zennit); one test runs the real LRP when it is importable.
+pmt_core.explain.lrp (zennit); one test runs the real LRP when it is importable.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from pmt_core import sanity
-from pmt_core.model import PMTConvNet
+from pmt_core.explain import sanity
+from pmt_core.model.network import PMTConvNet
 
 N_PATHS, N_FRAMES, N_CLASSES = 32, 32, 3
 
@@ -237,7 +237,7 @@ def test_deletion_comparison_relevance_beats_random(model, features):
 
 
 def test_real_lrp_if_present(model, features):
-    lrp = pytest.importorskip("pmt_core.lrp", reason="pmt_core.lrp (zennit) not importable")
+    lrp = pytest.importorskip("pmt_core.explain.lrp", reason="zennit not importable")
     rule = next(iter(lrp.RULES))
     result = sanity.cascading_randomisation(copy.deepcopy(model), features[:6], rule, seed=0,
                                             explain_fn=lrp.explain)

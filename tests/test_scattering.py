@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmt_core.scattering import (
+from pmt_core.features.scattering import (
     ScatteringConfig,
     _transform,
     path_table,
@@ -121,9 +121,9 @@ def test_kymatio_pr736_scale_is_undone_at_order_2():
 @pytest.mark.parametrize("config", [ScatteringConfig(n_samples=2**14, J=8, T=2**9), PAPER],
                          ids=["small", "paper"])
 def test_fast_real_filter_product_is_bit_identical_to_stock_kymatio(config):
-    # The faster backend (pmt_core.scattering._scattering_backend) must change the
+    # The faster backend (pmt_core.features.scattering._scattering_backend) must change the
     # speed only: the same input through stock kymatio gives the same bits.
-    from pmt_core.scattering import _scattering_frontend
+    from pmt_core.features.scattering import _scattering_frontend
 
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((2, config.n_samples)).astype(np.float32))
@@ -139,7 +139,7 @@ def test_fast_real_filter_product_is_bit_identical_to_stock_kymatio(config):
 def test_scattering_import_avoids_broken_kymatio_torch():
     """kymatio.torch imports the 3-D transform, broken by scipy >= 1.17 (sph_harm)."""
     code = (
-        "import sys, scipy.special as sp, pmt_core.scattering as s\n"
+        "import sys, scipy.special as sp, pmt_core.features.scattering as s\n"
         "sp.__dict__.pop('sph_harm', None)  # as in scipy >= 1.17\n"
         "s._scattering_frontend()\n"
         "bad = [m for m in sys.modules\n"

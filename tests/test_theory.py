@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmt_core import theory
-from pmt_core.scattering import ScatteringConfig, path_table
+from pmt_core.features import theory
+from pmt_core.features.scattering import ScatteringConfig, path_table
 
 PAPER = ScatteringConfig()
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pmt_core import training
-from pmt_core.training import (
+from pmt_core.model import training
+from pmt_core.model.training import (
     TrainingConfig,
     build_lr_scheduler,
     class_weights,
@@ -242,7 +242,7 @@ def test_default_config_is_the_authors_recipe():
 @pytest.mark.parametrize("as_tensor", [False, True])
 def test_predict_logits_scores_every_example_including_the_last_partial_batch(as_tensor):
     torch.manual_seed(0)
-    from pmt_core.model import PMTConvNet
+    from pmt_core.model.network import PMTConvNet
 
     model = PMTConvNet(N_PATHS, 3)
     model.train()

@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pmt_core.plots import figure_to_data_uri
+from pmt_core.figures.plots import figure_to_data_uri
 from pmt_core.profiles import PROFILE_NAMES, get_profile
-from pmt_core.report import GROUPS, format_value, to_jsonable, verdict, write_report
+from pmt_core.report.render import GROUPS, format_value, to_jsonable, verdict, write_report
 from validation.known_failures import known_failure
 
 CLAIM_PROPERTY = "pmt_claim"
@@ -53,7 +53,8 @@ def pytest_addoption(parser):
     group.addoption("--baseline", default=None, metavar="FILE",
                     help="compare every claim's figures and status with a stored run (a "
                          "baseline from --update-baseline, or a validation.json); drift "
-                         "beyond the tolerances of pmt_core.baseline fails regression.drift.")
+                         "beyond the tolerances of pmt_core.report.regression fails "
+                         "regression.drift.")
     group.addoption("--update-baseline", default=None, metavar="FILE",
                     help="write this run's claims (status and figures) as a baseline to FILE.")
 
@@ -67,7 +68,7 @@ class RunState:
     dataset: dict = field(default_factory=dict)
     claims: dict = field(default_factory=dict)
     device: str = "unknown"
-    #: ``pmt_core.baseline.Comparison.to_dict()`` once regression.drift has run.
+    #: ``pmt_core.report.regression.Comparison.to_dict()`` once regression.drift has run.
     regression: dict | None = None
 
 
@@ -237,7 +238,7 @@ def _versions() -> dict:
 
 
 def _build_report(config) -> dict:
-    from pmt_core.report import PAPER_VS_CODE
+    from pmt_core.report.render import PAPER_VS_CODE
 
     claims = sorted(RUN.claims.values(), key=lambda c: (list(GROUPS).index(c["group"])
                     if c["group"] in GROUPS else len(GROUPS), c["id"]))
@@ -269,7 +270,7 @@ def pytest_sessionfinish(session, exitstatus):
     config._pmt_report = report
     config._pmt_paths = write_report(report, config.getoption("--report-dir"))
     if config.getoption("--update-baseline"):
-        from pmt_core.baseline import write_baseline
+        from pmt_core.report.regression import write_baseline
 
         config._pmt_paths += (write_baseline(to_jsonable(report),
                                              config.getoption("--update-baseline")),)
@@ -325,7 +326,7 @@ def run_seed(pytestconfig):
 
 @pytest.fixture(scope="session")
 def compute_device(pytestconfig):
-    from pmt_core.device import select_device
+    from pmt_core.infra.device import select_device
 
     device = select_device(pytestconfig.getoption("--device"))
     RUN.device = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
@@ -341,15 +342,16 @@ def report_dir(pytestconfig):
 
 @pytest.fixture(scope="session")
 def scattering_config():
-    from pmt_core.scattering import ScatteringConfig
+    from pmt_core.features.scattering import ScatteringConfig
 
     return ScatteringConfig()
 
 
 @pytest.fixture(scope="session")
 def dataset(pytestconfig, profile, run_seed, report_dir):
-    from pmt_core.datasets import load_dataset, split_dataset, write_split_csv
-    from pmt_core.synth import synthetic_manifest
+    from pmt_core.data.datasets import load_dataset
+    from pmt_core.data.split import assign_split, write_split_csv
+    from pmt_core.data.synth import synthetic_manifest
 
     source = pytestconfig.getoption("--dataset")
     with _timed("data"):
@@ -357,8 +359,7 @@ def dataset(pytestconfig, profile, run_seed, report_dir):
             frame = synthetic_manifest(profile.class_sizes, seed=run_seed)
         else:
             frame = load_dataset(source)
-            if "subset" not in frame or frame["subset"].isna().any():
-                frame = split_dataset(frame, seed=run_seed)
+        frame = assign_split(frame, run_seed)
         write_split_csv(frame, report_dir / "split.csv")
     RUN.dataset = {
         "source": frame.attrs.get("source", source),
@@ -375,7 +376,7 @@ def dataset(pytestconfig, profile, run_seed, report_dir):
 @pytest.fixture(scope="session")
 def feature_cache(pytestconfig, scattering_config):
     """The on-disk feature cache, or None when disabled (--no-cache, PMT_CACHE_DIR=off)."""
-    from pmt_core.cache import FeatureCache, default_cache_dir
+    from pmt_core.infra.cache import FeatureCache, default_cache_dir
 
     if pytestconfig.getoption("--no-cache"):
         return None
@@ -387,7 +388,7 @@ def feature_cache(pytestconfig, scattering_config):
 
 @pytest.fixture(scope="session")
 def feature_stage(pytestconfig, dataset, scattering_config, compute_device, feature_cache):
-    from pmt_core.pipeline import extract_features
+    from pmt_core.features.extraction import extract_features
 
     with _timed("features", pytestconfig):
         stage = extract_features(dataset, scattering_config, compute_device, cache=feature_cache)
@@ -420,15 +421,15 @@ def labels(dataset, class_names):
 
 @pytest.fixture(scope="session")
 def test_index(dataset):
-    from pmt_core.pipeline import subset_index
+    from pmt_core.features.extraction import subset_index
 
     return subset_index(dataset, "test")
 
 
 @pytest.fixture(scope="session")
 def compression(dataset, features, report_dir):
-    from pmt_core.compression import LogCompression
-    from pmt_core.pipeline import subset_index
+    from pmt_core.features.compression import LogCompression
+    from pmt_core.features.extraction import subset_index
 
     fitted = LogCompression().fit(features.values[subset_index(dataset, "training")])
     fitted.save(report_dir / "models" / "compression.json")
@@ -437,7 +438,7 @@ def compression(dataset, features, report_dir):
 
 @pytest.fixture(scope="session")
 def model_inputs(features, compression):
-    from pmt_core.pipeline import model_inputs as build
+    from pmt_core.features.extraction import model_inputs as build
 
     return build(features.values, compression, features.paths)
 
@@ -450,9 +451,9 @@ def test_inputs(model_inputs, test_index):
 @pytest.fixture(scope="session")
 def trained_models(pytestconfig, dataset, labels, class_names, model_inputs, profile, run_seed,
                    compute_device, scattering_config, compression, features, report_dir):
-    from pmt_core.checkpoint import save_checkpoint
-    from pmt_core.pipeline import TrainedModel, subset_index
-    from pmt_core.training import TrainingConfig, predict_logits, train_model
+    from pmt_core.features.extraction import TrainedModel, subset_index
+    from pmt_core.model.checkpoint import save_checkpoint
+    from pmt_core.model.training import TrainingConfig, predict_logits, train_model
 
     train, val, test = (subset_index(dataset, s) for s in ("training", "validation", "test"))
     config = TrainingConfig(max_epochs=profile.max_epochs, patience=profile.patience,
@@ -477,7 +478,7 @@ def trained_models(pytestconfig, dataset, labels, class_names, model_inputs, pro
 
 @pytest.fixture(scope="session")
 def explanations(trained_models, test_inputs, compute_device):
-    from pmt_core.lrp import RULES, explain
+    from pmt_core.explain.lrp import RULES, explain
 
     out = {}
     for rule in RULES:

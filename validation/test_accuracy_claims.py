@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from pmt_core.training import confusion, macro_accuracy, per_class_accuracy
+from pmt_core.model.training import confusion, macro_accuracy, per_class_accuracy
 from validation import thresholds as th
 
 KIND_LABEL = {"s1": "S1", "s1s2": "S1+S2"}

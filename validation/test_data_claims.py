@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from pmt_core.figures import audio_example, pick_examples, technique_spectrograms
+from pmt_core.figures.paper import audio_example, pick_examples, technique_spectrograms
 from pmt_core.techniques import present_techniques
 from validation import thresholds as th
 
@@ -200,7 +200,7 @@ def test_modulation_present(dataset, descriptors, claim, spectrogram_examples):
     c.detail = (
         f"Recovered = |log2(measured / recorded)| <= {th.DATA_RATE_TOLERANCE_OCT} octave, with "
         "pitch_rate_hz for vibrato and trill, envelope_rate_hz for tremolo, bisbigliando and "
-        "flatterzunge (pmt_core.descriptors). "
+        "flatterzunge (pmt_core.data.descriptors). "
         + (f"Below threshold: {failing}." if failing else "Every class at or above threshold.")
     )
     assert not failing, c.detail

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from pmt_core import lrp
-from pmt_core import lrp_reference as ref
+from pmt_core.explain import lrp
+from pmt_core.explain import lrp_reference as ref
 from validation import thresholds as th
 
 RULES = sorted(lrp.RULES)

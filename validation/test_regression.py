@@ -3,14 +3,20 @@
 Runs after every other validation test (``pytest_collection_modifyitems`` in
 conftest moves this file last), reads the claims the plugin has recorded, and
 compares their status and figures with ``--baseline FILE`` under the tolerances
-of :data:`pmt_core.baseline.TOLERANCES`. Any drift fails this test, hence the run.
+of :data:`pmt_core.report.regression.TOLERANCES`. Any drift fails this test, hence the run.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from pmt_core.baseline import BaselineError, compare, load_baseline, run_context, tolerance_for
+from pmt_core.report.regression import (
+    BaselineError,
+    compare,
+    load_baseline,
+    run_context,
+    tolerance_for,
+)
 
 
 def test_no_drift_from_baseline(pytestconfig, request, claim, recorded_claims, run_state):
@@ -56,7 +62,7 @@ def test_no_drift_from_baseline(pytestconfig, request, claim, recorded_claims, r
             rules.setdefault((rule.claims, rule.figures), rule)
     c.table([{"claims": r.claims, "figures": r.figures, "tolerance": r.tolerance.describe(),
               "why": r.reason} for r in rules.values()],
-            "Tolerances applied (pmt_core.baseline.TOLERANCES)")
+            "Tolerances applied (pmt_core.report.regression.TOLERANCES)")
     if result.drifts:
         pytest.fail(result.summary() + ":\n" + "\n".join(d.describe() for d in result.drifts),
                     pytrace=False)

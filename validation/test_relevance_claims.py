@@ -28,8 +28,9 @@ import pytest
 from matplotlib.figure import Figure
 from scipy import stats
 
-from pmt_core import relevance as R
-from pmt_core.figures import (
+from pmt_core.explain import relevance as R
+from pmt_core.explain.lrp import RULES as _RULES
+from pmt_core.figures.paper import (
     LocalExample,
     audio_example,
     class_aggregates,
@@ -37,7 +38,6 @@ from pmt_core.figures import (
     figure2,
     pick_examples,
 )
-from pmt_core.lrp import RULES as _RULES
 from pmt_core.techniques import MODULATION_BAND_HZ
 from validation import thresholds as th
 

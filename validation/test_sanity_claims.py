@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from pmt_core import sanity
-from pmt_core.lrp import RULES as _RULES
-from pmt_core.relevance import local_maps
+from pmt_core.explain import sanity
+from pmt_core.explain.lrp import RULES as _RULES
+from pmt_core.explain.relevance import local_maps
 from validation import thresholds as th
 
 RULES = sorted(_RULES)

@@ -1,7 +1,7 @@
 """Scattering theory claims: shape, AM/FM peaks at (w1, w2), the AM ratio.
 
 Test tones are drawn on a seeded Latin hypercube over the theory's validity
-domain (pmt_core.theory): a hit *rate* needs a fixed design of cases, so the
+domain (pmt_core.features.theory): a hit *rate* needs a fixed design of cases, so the
 sampling is quasi-random rather than hypothesis-driven (hypothesis drives the
 unit tests of the same functions in tests/test_theory.py).
 """
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
-from pmt_core import theory
-from pmt_core.grid import CarrierModulationGrid
-from pmt_core.pipeline import scatter_cached
-from pmt_core.plots import plot_grid
+from pmt_core.features import theory
+from pmt_core.features.extraction import scatter_cached
+from pmt_core.features.grid import CarrierModulationGrid
+from pmt_core.figures.plots import plot_grid
 from validation import thresholds as th
 
-# Domain of the sampled cases (inside pmt_core.theory.in_theory_domain).
+# Domain of the sampled cases (inside pmt_core.features.theory.in_theory_domain).
 CARRIER_RANGE_HZ = (200.0, 8000.0)
 MODULATION_RANGE_HZ = (2.0, 250.0)
 AM_DEPTH_RANGE = (0.3, 0.9)

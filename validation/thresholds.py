@@ -9,7 +9,7 @@ that says why, with the new measurements.
 # Theory (Anden & Mallat 2014) puts the S2 peak of an AM/FM tone inside its
 # validity domain at the path nearest (w1, w2): it predicts a hit rate of 1. The
 # tolerance of a hit is one filter spacing per axis (1/Q octave, the local spacing
-# in kymatio's linearly spaced low band), stated in pmt_core.theory.check_s2_peak.
+# in kymatio's linearly spaced low band), stated in pmt_core.features.theory.check_s2_peak.
 # Measured (24 AM + 24 FM Latin-hypercube cases per seed, w1 200-8000 Hz,
 # w2 2 Hz-min(w1/16, 250 Hz), seeds 0, 1, 2): 72/72 AM and 72/72 FM hits.
 # Margin: one miss in twenty is tolerated before the claim fails.
@@ -189,7 +189,7 @@ PITCH_N_GROUPS = 3
 # (paper Eq. 13, n = 5).
 AGGREGATE_TOP_N = 5
 # relevance.pitch_invariance: random splits of each class's examples into groups of
-# the f0 terciles' sizes (pmt_core.relevance.random_split_reference, seeded by
+# the f0 terciles' sizes (pmt_core.explain.relevance.random_split_reference, seeded by
 # (run_seed, class index)). 200 puts the smallest attainable p at 1/201 and the
 # Monte Carlo error of the random-split mean cosine at 0.011 or less (random-split
 # sd 0.010-0.153 per class, ci run, seed 0).

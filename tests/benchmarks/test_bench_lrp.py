@@ -5,8 +5,8 @@ import statistics
 import pytest
 import torch
 
-from pmt_core.lrp import RULES, explain
-from pmt_core.model import PMTConvNet
+from pmt_core.explain.lrp import RULES, explain
+from pmt_core.model.network import PMTConvNet
 
 
 def _model_and_batch(device):

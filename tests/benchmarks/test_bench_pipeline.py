@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from pmt_core.cache import FeatureCache
-from pmt_core.pipeline import extract_features
-from pmt_core.scattering import ScatteringConfig, path_table
-from pmt_core.synth import synthetic_manifest
+from pmt_core.data.synth import synthetic_manifest
+from pmt_core.features.extraction import extract_features
+from pmt_core.features.scattering import ScatteringConfig, path_table
+from pmt_core.infra.cache import FeatureCache
 
 CONFIG = ScatteringConfig()
 N_CLIPS = 8
@@ -52,13 +52,13 @@ def test_features_warm_cache(benchmark, dataset, tmp_path):
 def _warm_worker():
     torch.set_num_threads(1)
     path_table(CONFIG)
-    from pmt_core.scattering import _transform
+    from pmt_core.features.scattering import _transform
 
     _transform(CONFIG, torch.device("cpu"))
 
 
 def _scatter_one_thread(audio):
-    from pmt_core.scattering import scatter
+    from pmt_core.features.scattering import scatter
 
     return scatter(audio, CONFIG.sample_rate, CONFIG, "cpu", 1).values
 
@@ -69,7 +69,7 @@ def test_two_thread_process_vs_two_one_thread_processes(benchmark, clips, timed)
     import statistics
     from concurrent.futures import ProcessPoolExecutor
 
-    from pmt_core.scattering import scatter
+    from pmt_core.features.scattering import scatter
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=context, initializer=_warm_worker) as pool:

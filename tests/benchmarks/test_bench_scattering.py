@@ -10,7 +10,7 @@ import statistics
 import pytest
 import torch
 
-from pmt_core.scattering import ScatteringConfig, _scattering_frontend, _transform, scatter
+from pmt_core.features.scattering import ScatteringConfig, _scattering_frontend, _transform, scatter
 
 CONFIG = ScatteringConfig()
 
@@ -29,7 +29,7 @@ def test_scatter_throughput(benchmark, clips, device, batch, timed):
 
 
 def test_scatter_vs_stock_kymatio(benchmark, clips, device, timed):
-    from pmt_core.scattering import prepare_audio
+    from pmt_core.features.scattering import prepare_audio
 
     x = clips[:1]
     stock = _scattering_frontend()(J=CONFIG.J, shape=CONFIG.n_samples, Q=CONFIG.Q, T=CONFIG.T)

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from pmt_core.training import TrainingConfig, train_model
+from pmt_core.model.training import TrainingConfig, train_model
 
 N_TRAIN, N_VAL, CLASSES = 320, 32, ("a", "b", "c", "d", "e")
 

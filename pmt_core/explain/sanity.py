@@ -13,10 +13,10 @@ what the network uses:
   random paths.
 
 Both work in the network's input domain, the log-compressed scattering features
-(``pmt_core.compression``), and take the explanation method as a callable
+(``pmt_core.features.compression``), and take the explanation method as a callable
 ``explain_fn(model, features, rule, target=...)`` returning an object with a
-``relevance`` array (n, paths, frames), such as :func:`pmt_core.lrp.explain`, or
-that array itself; it defaults to :func:`pmt_core.lrp.explain`.
+``relevance`` array (n, paths, frames), such as :func:`pmt_core.explain.lrp.explain`, or
+that array itself; it defaults to :func:`pmt_core.explain.lrp.explain`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from .relevance import local_maps, rowwise_spearman
+from pmt_core.explain.relevance import local_maps, rowwise_spearman
 
 __all__ = [
     "CASCADE_LAYERS",
@@ -48,14 +48,14 @@ __all__ = [
     "reinitialise",
 ]
 
-#: Layers of :class:`~pmt_core.model.PMTConvNet` with weights, top (output) first:
+#: Layers of :class:`~pmt_core.model.network.PMTConvNet` with weights, top (output) first:
 #: the order of Adebayo et al.'s cascading randomisation.
 CASCADE_LAYERS: tuple[str, ...] = ("fc2", "fc1", "conv3", "conv2", "conv1")
 
 
 def _default_explain() -> Callable:
-    # Imported lazily: pmt_core.lrp needs zennit, and the sanity maths does not.
-    from .lrp import explain
+    # Imported lazily: pmt_core.explain.lrp needs zennit, and the sanity maths does not.
+    from pmt_core.explain.lrp import explain
 
     return explain
 
@@ -217,7 +217,7 @@ def cascading_randomisation(
     Parameters
     ----------
     model : torch.nn.Module
-        Trained network (a :class:`~pmt_core.model.PMTConvNet`).
+        Trained network (a :class:`~pmt_core.model.network.PMTConvNet`).
     features : torch.Tensor or numpy.ndarray, shape (n, paths, frames)
         Compressed input features.
     rule : str
@@ -226,7 +226,7 @@ def cascading_randomisation(
         Seeds the re-initialisation (stage k uses a seed derived from (seed, k)).
     explain_fn : callable, optional
         ``explain_fn(model, features, rule, target=..., **explain_kwargs)``;
-        default :func:`pmt_core.lrp.explain`.
+        default :func:`pmt_core.explain.lrp.explain`.
     layers : sequence of str
         Attribute names of the layers to randomise, in order.
     reference : Explanation or array, optional

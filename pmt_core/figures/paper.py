@@ -29,11 +29,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .grid import CarrierModulationGrid
-from .plots import plot_grid, plot_log_spectrogram
-from .relevance import top_n_aggregate
-from .scattering import PathTable
-from .techniques import MODULATION_BAND_HZ
+from pmt_core.explain.relevance import top_n_aggregate
+from pmt_core.features.grid import CarrierModulationGrid
+from pmt_core.features.scattering import PathTable
+from pmt_core.figures.plots import plot_grid, plot_log_spectrogram
+from pmt_core.techniques import MODULATION_BAND_HZ
 
 __all__ = [
     "A4_HZ",
@@ -52,7 +52,7 @@ __all__ = [
 #: The paper's Fig. 1 shows examples at A4 (A#4 for trill).
 A4_HZ = 440.0
 
-#: Short panel titles of the registered LRP rule sets (``pmt_core.lrp.RULES``).
+#: Short panel titles of the registered LRP rule sets (``pmt_core.explain.lrp.RULES``).
 RULE_LABELS: dict[str, str] = {
     "epsilon": "LRP-ε",
     "epsilon_zplus": "LRP-[ε, z+] text (ε conv, z+ dense)",
@@ -218,7 +218,7 @@ def audio_example(
     -------
     AudioExample
     """
-    from .datasets import example_audio
+    from pmt_core.data.sources import example_audio
 
     def get(key):
         return row[key] if key in row else None

@@ -1,9 +1,9 @@
 """Statistics of relevance maps over the scattering paths (method.md section 4).
 
 Every function here is pure numpy/scipy and knows the paths' metadata (carrier
-lambda1 and modulation lambda2 in Hz, from :class:`~pmt_core.scattering.PathTable`).
+lambda1 and modulation lambda2 in Hz, from :class:`~pmt_core.features.scattering.PathTable`).
 Relevance is defined in the network's input domain: the log-compressed
-scattering features (``pmt_core.compression``), after nothing else; maps are its
+scattering features (``pmt_core.features.compression``), after nothing else; maps are its
 average over the 32 frames (paper section 4.2, "local relevance maps").
 
 Conventions
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .scattering import PathTable
+from pmt_core.features.scattering import PathTable
 
 __all__ = [
     "KurtosisSummary",

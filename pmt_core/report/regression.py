@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import write_text_atomic
+from pmt_core.infra.atomic import write_text_atomic
 
 FORMAT = "pmt-baseline"
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
 
-from .grid import CarrierModulationGrid  # noqa: E402
+from pmt_core.features.grid import CarrierModulationGrid  # noqa: E402
 
 
 def _log_edges(centres: np.ndarray) -> np.ndarray:

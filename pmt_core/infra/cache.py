@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
+from pmt_core.infra.atomic import write_bytes_atomic
 
 ENV_VAR = "PMT_CACHE_DIR"
 DISABLED = {"off", "0", "none", "false", ""}

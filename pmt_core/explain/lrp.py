@@ -1,4 +1,4 @@
-"""Layer-wise relevance propagation for :class:`~pmt_core.model.PMTConvNet` (zennit).
+"""Layer-wise relevance propagation for :class:`~pmt_core.model.network.PMTConvNet` (zennit).
 
 Three rule sets are registered in :data:`RULES` (method.md section 3):
 
@@ -136,7 +136,7 @@ def register_rule(name: str, *, conv_rule: str, dense_rule: str, provenance: str
         Registry key; must be new.
     conv_rule, dense_rule : {"epsilon", "zplus"}
         Declared rule on convolutions and Linear layers (read by the tests and the
-        independent reference, :mod:`pmt_core.lrp_reference`).
+        independent reference, :mod:`pmt_core.explain.lrp_reference`).
     provenance : str
         Where the rule set comes from.
     """
@@ -324,7 +324,7 @@ def count_conv_bn_pairs(model: nn.Module, frames: int = 32) -> int:
 
     The order is traced from an actual forward pass on a copy of ``model`` (eval
     mode, zero input), so it does not depend on the order of assignment that
-    zennit's canonizer relies on. 3 for :class:`~pmt_core.model.PMTConvNet`.
+    zennit's canonizer relies on. 3 for :class:`~pmt_core.model.network.PMTConvNet`.
 
     Parameters
     ----------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text_atomic
+from pmt_core.infra.atomic import write_text_atomic
 
 
 @dataclass

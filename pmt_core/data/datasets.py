@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pmt_core.atomic import atomic_path
-from pmt_core.audio import fix_length, load_audio
+from pmt_core.data.split import SUBSETS
 from pmt_core.techniques import TECHNIQUES
 
-SUBSETS = ("training", "validation", "test")
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 #: The 23 original SOL technique folders of SOL-PMT and their class, copied from the
@@ -102,8 +100,9 @@ def load_dataset(path: str | os.PathLike) -> pd.DataFrame:
         ``technique`` columns, optional ``subset``, ``instrument``, ``family``,
         ``f0_hz``, ``modulation_rate_hz``; (b) a CSV in the authors' format, whose
         split is kept exactly; (c) a folder whose root holds one CSV of either kind;
-        (d) a bare SOL tree ``Family/Instrument/technique-folder/file.wav|flac``,
-        split with :func:`split_dataset` (seed 0).
+        (d) a bare SOL tree ``Family/Instrument/technique-folder/file.wav|flac``.
+        Without a split on disk ``subset`` is empty, and the run's seed makes one
+        (:func:`pmt_core.data.split.assign_split`).
 
     Raises
     ------
@@ -196,8 +195,6 @@ def _load_csv(csv_path: Path) -> pd.DataFrame:
         df["subset"] = ""
     _check_names(df, csv_path, check_subset=has_split)
     _check_files(df[df["path"] != ""], csv_path)
-    if not has_split:
-        df = split_dataset(df, seed=0)
     return _finish(df, "manifest", csv_path, [])
 
 
@@ -235,7 +232,8 @@ def _load_sol_tree(root: Path) -> pd.DataFrame:
             else ("no audio files (.wav, .flac)")
         )
         raise DatasetError(f"{root}: {what}; expected Family/Instrument/technique/file.wav")
-    df = split_dataset(pd.DataFrame(rows), seed=0)
+    df = pd.DataFrame(rows)
+    df["subset"] = ""  # no split on disk: pmt_core.data.split.assign_split makes one
     return _finish(df, "sol_tree", root, ignored)
 
 
@@ -259,93 +257,3 @@ def _finish(df: pd.DataFrame, source: str, where: Path, ignored: list[str]) -> p
     df = df.reset_index(drop=True)
     df.attrs.update(source=source, path=str(where), n_ignored=len(ignored), ignored=list(ignored))
     return df
-
-
-def split_dataset(
-    df: pd.DataFrame,
-    seed: int = 0,
-    ratios: tuple[float, float, float] = (0.6, 0.2, 0.2),
-    group_by: str | None = "instrument",
-) -> pd.DataFrame:
-    """Assign ``subset`` with the authors' recipe.
-
-    Shuffle all rows with ``seed``; then, per class and per instrument, the first
-    ``int(ratios[0] n)`` rows go to training, the next ``int(ratios[1] n)`` to
-    validation and the rest to test. Tiny groups therefore go to test first
-    (n = 1: test; n = 2: training + test), as in the authors' code. Afterwards, a
-    class with at least 3 examples that lacks a subset gets one example moved into
-    it from that class's most populated subset (the last shuffled example of the
-    largest instrument group there), so every such class appears in all three.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        Needs ``technique``; the ``group_by`` column is optional (without it, one
-        group per class).
-    seed : int
-        Shuffle seed.
-    ratios : tuple of float
-        Training and validation fractions; test takes the rest (third value
-        documented only).
-    group_by : str or None
-        Column whose groups are split separately within each class: the authors
-        use ``"instrument"``; None splits each class as one group.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy in the original row order, with ``subset`` added or overwritten.
-    """
-    out = df.copy() if df.index.is_unique else df.reset_index(drop=True)
-    order = np.random.default_rng(seed).permutation(len(out))
-    shuffled = out.iloc[order]
-    keys = ["technique", group_by] if group_by is not None and group_by in out else ["technique"]
-    subset = pd.Series("", index=out.index, dtype=object)
-    rank = shuffled.groupby(keys, sort=False).cumcount()
-    size = shuffled.groupby(keys, sort=False)["technique"].transform("size")
-    n_train = (ratios[0] * size).astype(int)
-    n_val = (ratios[1] * size).astype(int)
-    subset[shuffled.index] = np.where(
-        rank < n_train, "training", np.where(rank < n_train + n_val, "validation", "test")
-    )
-    position = pd.Series(np.arange(len(out)), index=shuffled.index)  # shuffle rank
-    for _, members in out.groupby("technique", sort=False).groups.items():
-        if len(members) < len(SUBSETS):
-            continue
-        for wanted in SUBSETS:
-            counts = subset[members].value_counts()
-            if counts.get(wanted, 0) > 0:
-                continue
-            donor_subset = counts.idxmax()
-            donors = out.loc[members][subset[members] == donor_subset]
-            group_sizes = donors.groupby(keys[1:] or ["technique"])["technique"].transform("size")
-            biggest = donors[group_sizes == group_sizes.max()].index
-            subset[position[biggest].idxmax()] = wanted
-    out["subset"] = subset.astype(str)
-    return out
-
-
-def write_split_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write the data set with its split as CSV, atomically; return the path.
-
-    Paths are written as stored (absolute), so :func:`load_dataset` reads the file
-    back as a manifest wherever it lies.
-    """
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return Path(path)
-
-
-def example_audio(row, sample_rate: int = 44100, n_samples: int = 2**18) -> np.ndarray:
-    """Return the audio of one data set row, ``n_samples`` long.
-
-    Synthesizes when ``row.path`` is empty (synthetic data set), else reads the file
-    with :func:`pmt_core.audio.load_audio` and applies
-    :func:`pmt_core.audio.fix_length`.
-    """
-    path = row["path"] if hasattr(row, "__getitem__") else row.path
-    if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
-        from pmt_core.synth import synthesize
-
-        return synthesize(row, sample_rate=sample_rate, n_samples=n_samples)
-    return fix_length(load_audio(path, sample_rate=sample_rate), n_samples)

@@ -16,20 +16,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .cache import FeatureCache, file_digest
-from .compression import LogCompression
-from .scattering import PathTable, ScatteringConfig, ScatteringResult, path_table, scatter
-
-#: Columns of a synthetic manifest row that define its audio (everything else is
-#: bookkeeping such as the split).
-_NON_IDENTITY_COLUMNS = {"subset", "path"}
-
-
-def example_identity(row: pd.Series) -> dict:
-    """Return what defines an example's audio: its file content or synthesis parameters."""
-    if isinstance(row.get("path"), str) and row["path"]:
-        return {"file_sha256": file_digest(row["path"])}
-    return {k: row[k] for k in row.index if k not in _NON_IDENTITY_COLUMNS}
+from pmt_core.data.sources import example_identity
+from pmt_core.features.compression import LogCompression
+from pmt_core.features.scattering import (
+    PathTable,
+    ScatteringConfig,
+    ScatteringResult,
+    path_table,
+    scatter,
+)
+from pmt_core.infra.cache import FeatureCache
 
 
 @dataclass
@@ -84,8 +80,8 @@ def _peak_rss_mib() -> float:
 
 def _prepare_rows(rows: pd.DataFrame, config: ScatteringConfig):
     """Return the audio (examples x samples) and descriptors of a block of rows."""
-    from .datasets import example_audio
-    from .descriptors import describe
+    from pmt_core.data.descriptors import describe
+    from pmt_core.data.sources import example_audio
 
     audio = [example_audio(row, config.sample_rate, config.n_samples)
              for _, row in rows.iterrows()]
@@ -156,7 +152,7 @@ def extract_features(
     Parameters
     ----------
     dataset : pandas.DataFrame
-        Rows from ``pmt_core.datasets`` (files) or ``pmt_core.synth`` (synthetic).
+        Rows from ``pmt_core.data.datasets`` (files) or ``pmt_core.data.synth`` (synthetic).
     config : ScatteringConfig
     device : torch.device
         Where to scatter. On the CPU, the workers scatter (one thread each); on an
@@ -297,7 +293,7 @@ class TrainedModel:
     ----------
     input_kind : str
         ``"s1"`` (74 first-order paths) or ``"s1s2"`` (all 1,200 paths).
-    result : pmt_core.training.TrainResult
+    result : pmt_core.model.training.TrainResult
     class_names : tuple of str
         Technique of each output unit.
     test_true, test_pred : numpy.ndarray of int

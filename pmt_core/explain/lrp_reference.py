@@ -1,7 +1,7 @@
-"""Independent matrix-form float64 LRP for :class:`~pmt_core.model.PMTConvNet`.
+"""Independent matrix-form float64 LRP for :class:`~pmt_core.model.network.PMTConvNet`.
 
 This module re-implements, in plain numpy float64 and without zennit or autograd,
-the three rule sets of :data:`pmt_core.lrp.RULES`, in the style of zennit's own
+the three rule sets of :data:`pmt_core.explain.lrp.RULES`, in the style of zennit's own
 ``tests/unit/test_rules.py`` (chr5tphr/zennit): each layer is written as
 z_j = sum_i a_i w_ij + b_j (a convolution as a matrix product over unfolded
 patches), and relevance is redistributed by
@@ -28,7 +28,7 @@ factor in the forward pass; in the backward pass the reset batch norm gets Pass
 (relevance unchanged), as in zennit. The input batch norm is applied as a plain
 affine map and gets Pass: input relevance is relevance of the normalised input.
 The global time average is an average pool with the pools' epsilon (see
-:mod:`pmt_core.lrp`).
+:mod:`pmt_core.explain.lrp`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ __all__ = [
     "reference_lrp",
 ]
 
-#: Epsilon on convolutions / Linear layers (stated independently of pmt_core.lrp;
+#: Epsilon on convolutions / Linear layers (stated independently of pmt_core.explain.lrp;
 #: a test checks that both agree).
 REF_EPSILON = 1e-6
 #: Stabiliser of the z+ denominator.
@@ -361,7 +361,7 @@ def reference_lrp(
     target : None, int or array-like
         Explained class; ``None`` for the argmax of the merged network's logits.
     top : {"logit", "onehot"}
-        Top relevance convention, as in :func:`pmt_core.lrp.explain`.
+        Top relevance convention, as in :func:`pmt_core.explain.lrp.explain`.
     batch_size : int
         Examples per chunk (memory: conv1 patches are batch x frames x paths x 7
         float64, 34 MB for 16 examples at 1,200 paths).

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .device import select_device
+from pmt_core.infra.device import select_device
 
 
 def _scattering_frontend():
@@ -78,7 +78,7 @@ class ScatteringConfig:
     ----------
     sample_rate : int
         Expected sample rate of the audio (Hz). Audio at another rate is refused:
-        resample it when loading (``pmt_core.audio.load_audio`` does).
+        resample it when loading (``pmt_core.data.audio.load_audio`` does).
     n_samples : int
         Clip length N; audio is truncated or zero-padded at the end to N samples
         (2**18 = 5.94 s at 44.1 kHz, the paper's "around 6 seconds").
@@ -288,7 +288,7 @@ def prepare_audio(audio, sample_rate: int, config: ScatteringConfig) -> np.ndarr
     ----------
     audio : array-like or torch.Tensor
         One signal (samples,) or a batch (examples, samples) of mono signals.
-        Multi-channel audio must be averaged first (``pmt_core.audio.load_audio``
+        Multi-channel audio must be averaged first (``pmt_core.data.audio.load_audio``
         does it); a 2-D input is always read as a batch.
     sample_rate : int
         Sample rate of ``audio``; must equal ``config.sample_rate``.
@@ -308,7 +308,7 @@ def prepare_audio(audio, sample_rate: int, config: ScatteringConfig) -> np.ndarr
     if int(sample_rate) != config.sample_rate:
         raise ValueError(
             f"audio sample rate is {sample_rate} Hz but the scattering config expects "
-            f"{config.sample_rate} Hz; resample first (pmt_core.audio.load_audio does)"
+            f"{config.sample_rate} Hz; resample first (pmt_core.data.audio.load_audio does)"
         )
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu().numpy()

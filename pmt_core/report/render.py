@@ -8,7 +8,7 @@
                  "unit", "detail", "group", "figures", "tables", "test"}]}
 
 with ``status`` one of passed, failed, xfailed, skipped, error, and
-``regression`` the :meth:`pmt_core.baseline.Comparison.to_dict` of a run with
+``regression`` the :meth:`pmt_core.report.regression.Comparison.to_dict` of a run with
 ``--baseline`` (else None). Figures are embedded as base64 PNG data URIs and the
 style sheet is inline, so the HTML opens offline, fetches nothing and prints.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .atomic import write_text_atomic
+from pmt_core.infra.atomic import write_text_atomic
 
 STATUSES = ("passed", "failed", "xfailed", "skipped", "error")
 
@@ -162,7 +162,7 @@ def timing_rows(timings: dict) -> list[dict]:
 
 def render_html(report: dict) -> str:
     """Render the report dict to a self-contained HTML page."""
-    env = Environment(loader=PackageLoader("pmt_core", "templates"),
+    env = Environment(loader=PackageLoader("pmt_core.report", "templates"),
                       autoescape=select_autoescape(["html"]))
     env.filters["fmt"] = format_value
     claims = report["claims"]

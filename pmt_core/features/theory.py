@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scattering import PathTable, ScatteringConfig, filter_gain
+from pmt_core.features.scattering import PathTable, ScatteringConfig, filter_gain
 
 #: ``w1 / w2`` above which the AM sidebands fall inside one first-order filter
 #: (its bandwidth is about ``w1 / Q1``; half of it must exceed ``w2``, so

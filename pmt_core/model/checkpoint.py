@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path
-from .compression import LogCompression
-from .device import select_device
-from .model import PMTConvNet
-from .scattering import ScatteringConfig
+from pmt_core.features.compression import LogCompression
+from pmt_core.features.scattering import ScatteringConfig
+from pmt_core.infra.atomic import atomic_path
+from pmt_core.infra.device import select_device
+from pmt_core.model.network import PMTConvNet
 
 FORMAT = "pmt-checkpoint"
 FORMAT_VERSION = 1

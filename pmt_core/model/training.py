@@ -1,4 +1,4 @@
-"""Training and scoring of :class:`~pmt_core.model.PMTConvNet` (method.md section 2).
+"""Training and scoring of :class:`~pmt_core.model.network.PMTConvNet` (method.md section 2).
 
 The recipe is the authors': AdamW (lr 1e-3, weight decay 0.1), 3 warm-up epochs
 then a cosine schedule restarting every epoch (stepped per batch), gradient-norm
@@ -34,8 +34,8 @@ from sklearn.metrics import confusion_matrix, recall_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import select_device
-from .model import PMTConvNet
+from pmt_core.infra.device import select_device
+from pmt_core.model.network import PMTConvNet
 
 
 @dataclass(frozen=True)

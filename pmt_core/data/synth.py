@@ -58,25 +58,6 @@ N_SAMPLES = 2**18
 F0_MIN_HZ = 34.648
 F0_MAX_HZ = 3951.07
 
-#: Class sizes of SOL-PMT (method.md section 6).
-PAPER_CLASS_SIZES = {
-    "tremolo": 2530,
-    "flatterzunge": 1523,
-    "trill": 1035,
-    "bisbigliando": 286,
-    "vibrato": 190,
-}
-
-#: Smaller class sizes for CI: imbalanced like the paper, smallest class >= 40,
-#: about 600 clips (feature extraction costs about 0.5 s per clip).
-CI_CLASS_SIZES = {
-    "tremolo": 240,
-    "flatterzunge": 150,
-    "trill": 110,
-    "bisbigliando": 50,
-    "vibrato": 45,
-}
-
 #: Dynamics -> (note RMS level in dBFS, spectral tilt change in dB/octave).
 #: Louder playing is brighter: less roll-off. ff stays 16 dB below full scale so
 #: that the peak limiter (a loudness cue that would differ between classes, since
@@ -262,12 +243,9 @@ def synthetic_manifest(class_sizes: Mapping[str, int], seed: int = 0) -> pd.Data
         Columns ``path`` (empty: synthetic), ``technique``, ``instrument``,
         ``family``, ``f0_hz``, ``modulation_rate_hz``, ``modulation_depth``,
         ``dynamics``, ``mute``, ``mute_type``, ``onset_s``, ``duration_s``,
-        ``seed`` and ``subset`` (from :func:`pmt_core.datasets.split_dataset`,
-        grouped per class and family).
-        ``attrs["source"] == "synthetic"``.
+        and ``seed``; no split (:func:`pmt_core.data.split.assign_split` makes
+        one). ``attrs["source"] == "synthetic"``.
     """
-    from pmt_core.datasets import split_dataset  # datasets imports synth lazily too
-
     rng = np.random.default_rng(seed)
     dynamics = list(DYNAMICS)
     rows = []
@@ -308,12 +286,7 @@ def synthetic_manifest(class_sizes: Mapping[str, int], seed: int = 0) -> pd.Data
             )
     df = pd.DataFrame(rows)
     df = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    # Split per class only: grouped per instrument (or family) the small CI classes
-    # fall into groups of 1-5, which the int() rounding of the authors' recipe sends
-    # mostly to test (vibrato came out 18/1/26 grouped by family). Instruments are
-    # drawn alike in every subset anyway.
-    df = split_dataset(df, seed=seed, group_by=None)
-    df.attrs["source"] = "synthetic"
+    df.attrs["source"] = "synthetic"  # split by pmt_core.data.split.assign_split
     return df
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scattering import PathTable
+from pmt_core.features.scattering import PathTable
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class CarrierModulationGrid:
 
     @classmethod
     def from_paths(cls, paths: PathTable) -> CarrierModulationGrid:
-        """Build the grid of a :class:`~pmt_core.scattering.PathTable`."""
+        """Build the grid of a :class:`~pmt_core.features.scattering.PathTable`."""
         carriers = np.unique(paths.carrier_hz)
         modulations = np.unique(paths.modulation_hz[paths.second_order])
         row = np.searchsorted(carriers, paths.carrier_hz)
