@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import soundfile as sf
+import torch
 from scipy.signal import resample_poly
 
 
@@ -63,3 +64,58 @@ def fix_length(x: np.ndarray, n_samples: int) -> np.ndarray:
     if len(x) >= n_samples:
         return x[:n_samples]
     return np.concatenate([x, np.zeros(n_samples - len(x), dtype=x.dtype)])
+
+
+def prepare_signals(audio, sample_rate: int, expected_rate: int, n_samples: int) -> np.ndarray:
+    """Validate, normalise and fix the length of audio for the transform.
+
+    Parameters
+    ----------
+    audio : array-like or torch.Tensor
+        One signal (samples,) or a batch (examples, samples) of mono signals.
+        Multi-channel audio must be averaged first (``pmt_core.data.audio.load_audio``
+        does it); a 2-D input is always read as a batch.
+    sample_rate : int
+        Sample rate of ``audio``; must equal ``expected_rate``.
+    expected_rate : int
+        The sample rate the transform expects (Hz).
+    n_samples : int
+        Clip length of the output.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (examples, n_samples)
+        Each signal divided by its own standard deviation (the authors' code;
+        silence is left at zero), then truncated or zero-padded at the end.
+
+    Raises
+    ------
+    ValueError
+        On a wrong sample rate, an empty signal, NaN or inf, or more than 2 axes.
+    """
+    if int(sample_rate) != expected_rate:
+        raise ValueError(
+            f"audio sample rate is {sample_rate} Hz but the transform expects "
+            f"{expected_rate} Hz; resample first (pmt_core.data.audio.load_audio does)"
+        )
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    signals = np.asarray(audio, dtype=np.float64)
+    if signals.ndim == 1:
+        signals = signals[None, :]
+    if signals.ndim != 2:
+        raise ValueError(
+            f"expected one signal (samples,) or a batch (examples, samples), got shape "
+            f"{signals.shape}; average multi-channel audio to mono first"
+        )
+    if signals.shape[0] == 0 or signals.shape[1] == 0:
+        raise ValueError(f"empty audio: shape {signals.shape}")
+    if not np.all(np.isfinite(signals)):
+        bad = np.flatnonzero(~np.all(np.isfinite(signals), axis=1)).tolist()
+        raise ValueError(f"audio contains NaN or inf (examples {bad[:10]})")
+    std = signals.std(axis=1, keepdims=True)
+    signals = signals / np.where(std > 0, std, 1.0)
+    out = np.zeros((signals.shape[0], n_samples), dtype=np.float32)
+    n = min(n_samples, signals.shape[1])
+    out[:, :n] = signals[:, :n]
+    return out

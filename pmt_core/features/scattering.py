@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pmt_core.data.audio import prepare_signals
 from pmt_core.infra.device import select_device
 
 
@@ -284,53 +285,15 @@ def filter_gain(config: ScatteringConfig, order: int, n: int, freq_hz) -> np.nda
 def prepare_audio(audio, sample_rate: int, config: ScatteringConfig) -> np.ndarray:
     """Validate, normalise and fix the length of audio for the transform.
 
-    Parameters
-    ----------
-    audio : array-like or torch.Tensor
-        One signal (samples,) or a batch (examples, samples) of mono signals.
-        Multi-channel audio must be averaged first (``pmt_core.data.audio.load_audio``
-        does it); a 2-D input is always read as a batch.
-    sample_rate : int
-        Sample rate of ``audio``; must equal ``config.sample_rate``.
-    config : ScatteringConfig
+    :func:`pmt_core.data.audio.prepare_signals` with the config's sample rate and
+    clip length: each signal divided by its own standard deviation (the authors'
+    code), then truncated or zero-padded at the end to ``config.n_samples``.
 
     Returns
     -------
     numpy.ndarray, float32, shape (examples, config.n_samples)
-        Each signal divided by its own standard deviation (the authors' code;
-        silence is left at zero), then truncated or zero-padded at the end.
-
-    Raises
-    ------
-    ValueError
-        On a wrong sample rate, an empty signal, NaN or inf, or more than 2 axes.
     """
-    if int(sample_rate) != config.sample_rate:
-        raise ValueError(
-            f"audio sample rate is {sample_rate} Hz but the scattering config expects "
-            f"{config.sample_rate} Hz; resample first (pmt_core.data.audio.load_audio does)"
-        )
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    signals = np.asarray(audio, dtype=np.float64)
-    if signals.ndim == 1:
-        signals = signals[None, :]
-    if signals.ndim != 2:
-        raise ValueError(
-            f"expected one signal (samples,) or a batch (examples, samples), got shape "
-            f"{signals.shape}; average multi-channel audio to mono first"
-        )
-    if signals.shape[0] == 0 or signals.shape[1] == 0:
-        raise ValueError(f"empty audio: shape {signals.shape}")
-    if not np.all(np.isfinite(signals)):
-        bad = np.flatnonzero(~np.all(np.isfinite(signals), axis=1)).tolist()
-        raise ValueError(f"audio contains NaN or inf (examples {bad[:10]})")
-    std = signals.std(axis=1, keepdims=True)
-    signals = signals / np.where(std > 0, std, 1.0)
-    out = np.zeros((signals.shape[0], config.n_samples), dtype=np.float32)
-    n = min(config.n_samples, signals.shape[1])
-    out[:, :n] = signals[:, :n]
-    return out
+    return prepare_signals(audio, sample_rate, config.sample_rate, config.n_samples)
 
 
 def scatter(
