@@ -9,20 +9,56 @@ Subcommands::
     baseline update REPORT.json BASELINE.json
     baseline compare REPORT.json BASELINE.json
 
-User errors (missing files, incompatible checkpoints, silent audio, bad
-baselines) print one line to stderr and exit with status 2; drift found by
-``baseline compare`` exits with status 1.
+Error contract: a user error (a bad argument, a missing or damaged file, an
+incompatible checkpoint, silent audio, a bad baseline, a folder that is not a
+cache) prints one line, ``error: ...``, to stderr and exits with status 2; drift
+found by ``baseline compare`` exits with status 1; anything else is a bug and
+keeps its traceback. Inputs are checked before any long work, and no command
+writes over an input or deletes what it did not create: ``explain`` writes only a
+``.png`` that is not an input (by default ``FILE.relevance.png``, the recording's
+whole name kept), ``baseline update`` replaces only a baseline file, ``cache
+clear`` removes only cache entries.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 EXIT_ERROR = 2
 EXIT_DRIFT = 1
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (not usage + message)."""
+
+    def error(self, message: str):
+        """Print ``error: PROG: MESSAGE`` on one line and exit with status 2."""
+        text = " ".join(message.split())
+        self.exit(EXIT_ERROR, f"error: {self.prog}: {text} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    """Argument type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """Argument type: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``."""
+    if re.fullmatch(r"cpu|auto|cuda(:\d+)?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda, cuda:N "
+                                     "or auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .explain_audio import DEFAULT_CHECKPOINT, DEFAULT_RULE
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m pmt_core",
         description="Explain recordings with the validated model; manage the feature cache "
                     "and regression baselines.")
@@ -50,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="LRP rule set (default: %(default)s, the paper's text; "
                               "zplus_epsilon is the authors' code)")
     explain.add_argument("--out", default=None,
-                         help="PNG to write (default: FILE with suffix .relevance.png)")
-    explain.add_argument("--top", type=int, default=10, help="paths to list (default 10)")
-    explain.add_argument("--device", default="cpu",
+                         help="PNG to write (default: FILE.relevance.png, e.g. "
+                              "take.wav.relevance.png); never an input")
+    explain.add_argument("--top", type=_count, default=10, help="paths to list (default 10)")
+    explain.add_argument("--device", default="cpu", type=_device,
                          help="'cpu' (default), 'cuda' or 'auto'")
     explain.add_argument("--any-config", action="store_true",
                          help="accept a checkpoint trained on other scattering settings than "
@@ -60,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = commands.add_parser("cache", help="feature cache: where it is, clear it")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    for name, text in (("info", "show the cache folder, its entries and size"),
-                       ("clear", "delete the whole cache folder")):
+    for name, text in (("info", "show the cache folder and what it holds"),
+                       ("clear", "remove the cache's entries (refuses a folder holding "
+                                 "anything else)")):
         sub = cache_commands.add_parser(name, help=text, description=text)
         sub.add_argument("--cache-dir", default=None,
-                         help="cache folder (default $PMT_CACHE_DIR or ~/.cache/pmt-validation)")
+                         help="cache folder (default $PMT_CACHE_DIR or ~/.cache/pmt-validation;"
+                              " 'off' disables)")
 
     baseline = commands.add_parser("baseline", help="regression baselines of validation runs")
     base_commands = baseline.add_subparsers(dest="baseline_command", required=True,
@@ -79,53 +118,90 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _explain(args) -> int:
-    from .explain_audio import explain_recording, format_explanation, write_relevance_png
+    from .explain_audio import (
+        check_output,
+        explain_recording,
+        format_explanation,
+        write_relevance_png,
+    )
 
-    if args.top < 0:
-        raise _UserError("--top must be 0 or more")
+    # The output is checked before the minutes of scattering, not after them.
+    out = check_output(args.out, args.audio, args.checkpoint)
     explanation = explain_recording(args.audio, args.checkpoint, rule=args.rule,
                                     device=None if args.device == "auto" else args.device,
                                     any_config=args.any_config)
-    out = Path(args.out) if args.out else Path(args.audio).with_suffix(".relevance.png")
     title = (f"{Path(args.audio).name}: {explanation.predicted} "
              f"(p = {explanation.probabilities[explanation.predicted]:.2f}), LRP {args.rule}")
-    write_relevance_png(explanation, out, title)
+    write_relevance_png(explanation, out, title, inputs=[args.audio, args.checkpoint])
     print(format_explanation(explanation, args.audio, args.top))
     print(f"  relevance map: {out}")
     return 0
 
 
 def cache_summary(root: Path | None) -> dict:
-    """Folder, entries, size (bytes) and namespaces of the feature cache."""
+    """Folder, marker, entries, size (bytes), namespaces and foreign items of the cache."""
+    from pmt_core.infra.cache import inspect_cache
+
     if root is None:
         return {"folder": None, "enabled": False}
-    entries = list(root.glob("*/*/*.npz")) if root.exists() else []
-    return {"folder": str(root), "enabled": True, "exists": root.exists(),
-            "entries": len(entries), "bytes": sum(p.stat().st_size for p in entries),
-            "namespaces": sorted({p.parent.parent.name for p in entries})}
+    found = inspect_cache(root)
+    return {"folder": str(root), "enabled": True, "exists": found.exists,
+            "marked": found.marked, "entries": found.entries, "bytes": found.bytes,
+            "namespaces": found.namespaces, "temporaries": len(found.temporaries),
+            "foreign": [str(p) for p in found.foreign], "inventory": found}
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.1f} MiB"
 
 
 def _cache(args) -> int:
-    from pmt_core.infra.cache import ENV_VAR, clear_cache, default_cache_dir
+    from pmt_core.infra.cache import ENV_VAR, MARKER, clear_cache, resolve_cache_dir
 
-    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    if args.cache_command == "clear":
-        cleared = clear_cache(root)
-        print(f"cache cleared: {cleared}" if cleared is not None
-              else f"cache disabled (${ENV_VAR}): nothing to clear")
-        return 0
+    root = resolve_cache_dir(args.cache_dir)
     info = cache_summary(root)
     if not info["enabled"]:
-        print(f"cache disabled (${ENV_VAR} is off)")
+        where = "--cache-dir" if args.cache_dir is not None else f"${ENV_VAR}"
+        print(f"cache disabled ({where} is off): nothing to "
+              f"{'clear' if args.cache_command == 'clear' else 'show'}")
         return 0
-    print(f"folder: {info['folder']}{'' if info['exists'] else ' (not created yet)'}")
-    print(f"entries: {info['entries']} ({info['bytes'] / 2**20:.1f} MiB)")
-    for namespace in info["namespaces"]:
-        print(f"namespace: {namespace}")
+    if args.cache_command == "clear":
+        clear_cache(root)  # raises, removing nothing, unless every item is an entry
+        print(f"cache cleared: {root} ({info['entries']} entries, {_mib(info['bytes'])}"
+              " removed)" if info["exists"] else f"cache cleared: {root} (nothing there)")
+        return 0
+    if not info["exists"]:
+        print(f"folder: {root} (not created yet)")
+        return 0
+    print(f"folder: {root}")
+    print(f"marker: {MARKER} " + ("present" if info["marked"] else
+                                  "absent (not created by this version of the cache)"))
+    print(f"entries: {info['entries']} ({_mib(info['bytes'])}) in "
+          f"{len(info['namespaces'])} namespace(s)")
+    for namespace, (entries, size) in info["namespaces"].items():
+        print(f"namespace: {namespace} ({entries} entries, {_mib(size)})")
+    if info["temporaries"]:
+        print(f"temporary files: {info['temporaries']} (left by interrupted writes; "
+              "'cache clear' removes them)")
+    if info["foreign"]:
+        print(f"not cache entries: {len(info['foreign'])} "
+              f"({info['inventory'].describe_foreign()}); 'cache clear' refuses while they "
+              "are there")
     return 0
 
 
+def _is_baseline_file(path: Path) -> bool:
+    from pmt_core.report.regression import FORMAT
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
 def _baseline(args) -> int:
+    from pmt_core.infra.checks import check_output_path
     from pmt_core.report.regression import (
         BaselineError,
         compare,
@@ -134,21 +210,37 @@ def _baseline(args) -> int:
         write_baseline,
     )
 
+    if args.baseline_command == "update":
+        # Checked first: the baseline replaces only an older baseline, never the
+        # report it is made from or another file.
+        check_output_path(args.baseline, inputs=[args.report], name="BASELINE",
+                          may_replace=_is_baseline_file)
     try:
         report = json.loads(Path(args.report).read_text(encoding="utf-8"))
-        if not isinstance(report, dict) or not isinstance(report.get("claims"), list):
-            raise _UserError(f"{args.report} is not a validation report (no claims list)")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _UserError(f"cannot read report {args.report}: {exc}") from exc
+    if not isinstance(report, dict) or not isinstance(report.get("claims"), list):
+        raise _UserError(f"{args.report} is not a validation report (no claims list)")
     if args.baseline_command == "update":
-        path = write_baseline(report, args.baseline)
+        try:
+            path = write_baseline(report, args.baseline)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # a claim without an id, a figure that is NaN (JSON cannot hold it), ...
+            raise _UserError(f"{args.report} is not a usable validation report: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise _UserError(f"cannot write baseline {args.baseline}: {exc}") from exc
         print(f"baseline written: {path} ({len(report['claims'])} claims)")
         return 0
     try:
         baseline = load_baseline(args.baseline)
     except BaselineError as exc:
         raise _UserError(str(exc)) from exc
-    result = compare(baseline, report["claims"], context=run_context(report))
+    try:
+        result = compare(baseline, report["claims"], context=run_context(report))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _UserError(f"{args.report} or {args.baseline} is malformed: "
+                         f"{type(exc).__name__}: {exc}") from exc
     print(result.summary())
     for drift in result.drifts:
         print(f"  drift  {drift.describe()}")
@@ -160,16 +252,22 @@ class _UserError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    from .explain_audio import ExplainError
+    """Run the command line; return the exit status (0, 1 on drift, 2 on a user error)."""
+    from pmt_core.infra.checks import CheckError, one_line
+    from pmt_core.report.regression import BaselineError
 
     args = build_parser().parse_args(argv)
     handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline}
     try:
         return handlers[args.command](args)
-    except (ExplainError, _UserError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (CheckError, BaselineError, _UserError) as exc:
+        # CheckError covers ExplainError, AudioError, CheckpointError, CacheError,
+        # DatasetError: messages written for the user. Anything else is a bug.
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,6 +8,13 @@ on one file: read (:func:`pmt_core.data.audio.load_audio`), scatter
 (lambda1) x modulation (lambda2) grid. Every failure a user can cause (missing
 checkpoint, other scattering settings, unreadable, empty or silent audio) raises
 :class:`ExplainError` with a one-line message.
+
+Everything that could fail after the transform is checked before it: the output
+path (:func:`check_output`: writable, a ``.png``, never an input or a file that is
+not an earlier map) and the checkpoint (finite weights, positive compression
+means, unique classes, a path count that fits its scattering config). The default
+output keeps the input's whole name, ``take.wav`` -> ``take.wav.relevance.png``, so
+``take.wav`` and ``take.flac`` never share (and overwrite) one map.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pmt_core.features.grid import CarrierModulationGrid
 from pmt_core.features.scattering import PathTable, ScatteringConfig, scatter
 from pmt_core.figures.plots import figure_to_png, plot_grid
 from pmt_core.infra.atomic import write_bytes_atomic
+from pmt_core.infra.checks import CheckError, check_output_path, one_line
 from pmt_core.infra.device import select_device
 from pmt_core.model.checkpoint import CheckpointError, load_checkpoint
 
@@ -37,10 +45,57 @@ DEFAULT_RULE = "epsilon_zplus"
 #: Peak level (relative to full scale) below which a file counts as silent:
 #: -120 dBFS, below the dither of any 16-bit or 24-bit recording.
 SILENCE_PEAK = 1e-6
+#: Suffix of the default relevance map, appended to the recording's whole name.
+OUTPUT_SUFFIX = ".relevance.png"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class ExplainError(RuntimeError):
-    """A recording cannot be explained (the message is meant for the user)."""
+class ExplainError(CheckError, RuntimeError):
+    """A recording cannot be explained (the message is meant for the user).
+
+    A :class:`~pmt_core.infra.checks.CheckError` (so a ``ValueError``), and a
+    ``RuntimeError`` as it always was.
+    """
+
+
+def default_output(audio_path: str | Path) -> Path:
+    """Return the default map of a recording: its whole name plus ``.relevance.png``."""
+    audio_path = Path(audio_path)
+    return audio_path.with_name(audio_path.name + OUTPUT_SUFFIX)
+
+
+def _is_png(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE
+    except OSError:
+        return False
+
+
+def check_output(out: str | Path | None, audio_path: str | Path,
+                 checkpoint_path: str | Path | None = None) -> Path:
+    """Check where the relevance map will go, before any work; return the path.
+
+    Parameters
+    ----------
+    out : path-like or None
+        The ``--out`` argument; None gives :func:`default_output`.
+    audio_path, checkpoint_path : path-like
+        The run's inputs: the map may not replace either.
+
+    Raises
+    ------
+    ExplainError
+        If the path does not end in ``.png``, is an input, is a folder, lies under
+        a file, is an existing file that is not a PNG, or its folder is not
+        writable.
+    """
+    path = default_output(audio_path) if out is None else Path(out)
+    try:
+        return check_output_path(path, inputs=[audio_path, checkpoint_path], name="--out",
+                                 suffix=".png", may_replace=_is_png)
+    except CheckError as exc:
+        raise ExplainError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -180,8 +235,10 @@ def explain_recording(
     Raises
     ------
     ExplainError
-        Missing or incompatible checkpoint, unknown rule, unreadable, empty or
-        silent audio.
+        Missing, damaged or incompatible checkpoint (non-finite weights, repeated
+        classes, non-positive compression means, a path count that does not fit its
+        config: all found before the transform), unknown rule or device,
+        unreadable, empty or silent audio, or a non-finite model output.
     """
     if rule not in RULES:
         raise ExplainError(f"unknown rule {rule!r}; choose one of {', '.join(sorted(RULES))}")
@@ -199,6 +256,8 @@ def explain_recording(
         raise ExplainError(str(exc)) from exc
     config = ckpt.scattering_config
     audio = read_recording(audio_path, config.sample_rate)
+    # load_checkpoint has checked n_paths against the config, weights, means and
+    # classes: nothing after the transform depends on the user any more.
     features = scatter(audio, config.sample_rate, config, device=device, batch_size=1)
     # an S1 model sees (and its compression was fitted on) the first-order paths only
     keep = features.paths.first_order if ckpt.input_kind == "s1" else np.ones(
@@ -209,6 +268,9 @@ def explain_recording(
         raise ExplainError(f"{checkpoint_path}: the model expects {ckpt.model.n_paths} paths, "
                            f"the scattering gives {x.shape[1]}")
     result = explain(ckpt.model, torch.from_numpy(x), rule)
+    if not (np.all(np.isfinite(result.logits)) and np.all(np.isfinite(result.relevance))):
+        raise ExplainError(f"{checkpoint_path}: the model's output or its relevance is not "
+                           "finite for this recording; the checkpoint may be damaged")
     probabilities = torch.softmax(torch.from_numpy(result.logits[0]).double(), dim=0).numpy()
     relevance = local_maps(result.relevance)[0]
     predicted = ckpt.class_names[int(result.target[0])]
@@ -232,9 +294,35 @@ def explain_recording(
     )
 
 
-def write_relevance_png(explanation: AudioExplanation, out: str | Path, title: str = "") -> Path:
-    """Draw the relevance map and write it as a PNG atomically."""
-    return write_bytes_atomic(out, figure_to_png(explanation.figure(title), dpi=110))
+def write_relevance_png(explanation: AudioExplanation, out: str | Path, title: str = "",
+                        inputs=()) -> Path:
+    """Draw the relevance map and write it as a PNG atomically.
+
+    Parameters
+    ----------
+    explanation : AudioExplanation
+    out : path-like
+        A ``.png`` that is neither an input nor an existing non-PNG file.
+    title : str
+    inputs : iterable of path-like
+        The files the explanation was made from (never overwritten).
+
+    Raises
+    ------
+    ExplainError
+        If ``out`` fails :func:`pmt_core.infra.checks.check_output_path`, or the
+        write fails (disk full, permissions).
+    """
+    try:
+        out = check_output_path(out, inputs=inputs, name="--out", suffix=".png",
+                                may_replace=_is_png)
+    except CheckError as exc:
+        raise ExplainError(str(exc)) from exc
+    png = figure_to_png(explanation.figure(title), dpi=110)
+    try:
+        return write_bytes_atomic(out, png)
+    except OSError as exc:
+        raise ExplainError(f"cannot write {out}: {one_line(exc.strerror or exc)}") from exc
 
 
 def format_explanation(explanation: AudioExplanation, source: str, top: int = 10) -> str:

@@ -32,3 +32,25 @@ def test_written_files_follow_the_umask_not_mkstemp_0600(tmp_path):
     finally:
         os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_folder_is_never_replaced(tmp_path):
+    folder = tmp_path / "out.json"
+    folder.mkdir()
+    (folder / "inside.txt").write_text("kept")
+    with pytest.raises(IsADirectoryError):
+        write_text_atomic(folder, "{}")
+    assert (folder / "inside.txt").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_data_reach_the_disk_before_the_rename(tmp_path, monkeypatch, fsync):
+    import os
+
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    write_text_atomic(tmp_path / "a.txt", "x", fsync=fsync)
+    assert len(calls) == (1 if fsync else 0)
+    assert (tmp_path / "a.txt").read_text() == "x"

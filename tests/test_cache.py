@@ -1,5 +1,6 @@
 """The feature cache: round trip, rebuilds, concurrent writers, keys and switches."""
 
+import json
 import multiprocessing
 import random
 
@@ -11,7 +12,14 @@ import soundfile as sf
 from pmt_core.data.sources import example_identity
 from pmt_core.features.scattering import ScatteringConfig
 from pmt_core.infra import cache as cache_module
-from pmt_core.infra.cache import ENV_VAR, FeatureCache, clear_cache, default_cache_dir
+from pmt_core.infra.cache import (
+    ENV_VAR,
+    MARKER,
+    FeatureCache,
+    clear_cache,
+    default_cache_dir,
+    inspect_cache,
+)
 
 SHAPE = (6, 4)
 
@@ -101,7 +109,7 @@ def test_concurrent_writers_neither_corrupt_nor_duplicate(tmp_path):
 
 
 def test_env_var_switches_cache_off_and_on(monkeypatch, tmp_path):
-    for value in ("off", "OFF", "0", "none", "false", ""):
+    for value in ("off", "OFF", "0", "none", "false", "", "disabled", "No", " off "):
         monkeypatch.setenv(ENV_VAR, value)
         assert default_cache_dir() is None
         assert clear_cache() is None
@@ -177,3 +185,22 @@ def test_file_identity_is_its_content(tmp_path):
     assert key(renamed) == before  # a rename keeps the entry
     sf.write(renamed, audio * 0.5, 44100)
     assert key(renamed) != before  # an edit does not
+
+
+def test_a_new_cache_folder_is_marked_as_the_caches_own(tmp_path):
+    root = tmp_path / "new" / "cache"
+    cache = FeatureCache(root, "ns")
+    assert cache.get("f" * 32, SHAPE) is None and not root.exists()  # a read creates nothing
+    cache.put("f" * 32, *entry())
+    marker = json.loads((root / MARKER).read_text())
+    assert marker["format"] == "pmt-feature-cache" and marker["created_folder"] is True
+    found = inspect_cache(root)
+    assert found.marked and found.entries == 1 and found.foreign == []
+    assert found.namespaces == {"ns": (1, (root / "ns" / "ff" / f"{'f' * 32}.npz").stat().st_size)}
+
+
+def test_an_existing_empty_folder_is_adopted_not_claimed(tmp_path):
+    FeatureCache(tmp_path, "ns").put("f" * 32, *entry())
+    assert json.loads((tmp_path / MARKER).read_text())["created_folder"] is False
+    clear_cache(tmp_path)
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []

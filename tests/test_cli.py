@@ -19,6 +19,7 @@ import torch
 from pmt_core.__main__ import main
 from pmt_core.features.compression import LogCompression
 from pmt_core.features.scattering import ScatteringConfig
+from pmt_core.infra.cache import FeatureCache
 from pmt_core.model.checkpoint import save_checkpoint
 from pmt_core.model.network import PMTConvNet
 from pmt_core.techniques import TECHNIQUES
@@ -40,9 +41,11 @@ def files(tmp_path_factory):
         out[kind] = save_checkpoint(folder / f"{kind}.pt", PMTConvNet(n_paths).eval(),
                                     scattering_config=config, class_names=TECHNIQUES,
                                     compression=fitted, input_kind=kind)
+    # J=12 keeps 1,052 paths: a consistent checkpoint, of other settings than the paper's
     out["other_config"] = save_checkpoint(
-        folder / "other.pt", PMTConvNet(1200).eval(), scattering_config=ScatteringConfig(J=12),
-        class_names=TECHNIQUES, compression=compression, input_kind="s1s2")
+        folder / "other.pt", PMTConvNet(1052).eval(), scattering_config=ScatteringConfig(J=12),
+        class_names=TECHNIQUES, compression=LogCompression(mu=compression.mu[:1052]),
+        input_kind="s1s2")
     t = np.arange(int(1.5 * SR)) / SR
     tone = 0.3 * (1 + 0.8 * np.cos(2 * np.pi * 6 * t)) * np.sin(2 * np.pi * 440 * t)
     sf.write(folder / "tremolo.wav", tone.astype(np.float32), SR)
@@ -107,15 +110,15 @@ def test_error_exit_has_no_traceback(files):
 
 
 def test_cache_info_and_clear(tmp_path, capsys):
-    entry = tmp_path / "cache" / "namespace1" / "ab" / "abcd.npz"
-    entry.parent.mkdir(parents=True)
-    entry.write_bytes(b"x" * 1024)
-    assert main(["cache", "info", "--cache-dir", str(tmp_path / "cache")]) == 0
+    root = tmp_path / "cache"
+    FeatureCache(root, "namespace1").put("ab" + "0" * 30, np.ones((4, 2)), {"f0_hz": 1.0})
+    assert main(["cache", "info", "--cache-dir", str(root)]) == 0
     text = capsys.readouterr().out
-    assert "entries: 1" in text and "namespace: namespace1" in text
-    assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "entries: 1" in text and "namespace: namespace1 (1 entries" in text
+    assert "marker: .pmt-cache present" in text and "not cache entries" not in text
+    assert main(["cache", "clear", "--cache-dir", str(root)]) == 0
     assert "cache cleared" in capsys.readouterr().out
-    assert not (tmp_path / "cache").exists()
+    assert not root.exists()  # the cache made the folder, so it goes too
 
 
 def test_baseline_update_and_compare(tmp_path, capsys):

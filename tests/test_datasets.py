@@ -25,8 +25,12 @@ AUTHORS_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def _wav(path, seconds=0.05):
+    # A level of 0.1 with a little noise seeded by the name: every file has its own
+    # content (the loader refuses two files of equal content as a duplicate).
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.zeros(int(seconds * SR), dtype=np.float32) + 0.1, SR)
+    rng = np.random.default_rng(list(str(path.name).encode()))
+    noise = 1e-4 * rng.standard_normal(int(seconds * SR))
+    sf.write(path, (0.1 + noise).astype(np.float32), SR)
     return path
 
 
@@ -229,7 +233,8 @@ def test_real_authors_csv_reproduced(tmp_path):
     ].itertuples(index=False):
         path = tmp_path / family / instrument / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()  # existence is all the loader checks
+        # existence is all the loader checks, and that no two files are equal
+        path.write_text(str(path.relative_to(tmp_path)))
     (tmp_path / "meta.csv").write_bytes(AUTHORS_CSV.read_bytes())
     df = load_dataset(tmp_path / "meta.csv")
     assert len(df) == 5564

@@ -11,6 +11,7 @@ A data set may hold any subset of the five techniques.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from pmt_core.data.split import SUBSETS
+from pmt_core.infra.cache import file_digest
+from pmt_core.infra.checks import CheckError
 from pmt_core.techniques import TECHNIQUES
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -71,8 +74,12 @@ _NOTE_RE = re.compile(r"(?:^|[-_ +])([A-G])(#?)(\d)(?=$|[-_ +.])")
 _PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
-class DatasetError(ValueError):
-    """A data set cannot be loaded: missing file, empty folder, bad CSV, unknown name."""
+class DatasetError(CheckError):
+    """A data set cannot be loaded (the message names the file, row or folder).
+
+    Missing file, empty folder, bad CSV, unknown name, a file listed twice or
+    labelled twice, or unusable numbers.
+    """
 
 
 def f0_from_filename(name: str) -> float:
@@ -104,11 +111,18 @@ def load_dataset(path: str | os.PathLike) -> pd.DataFrame:
         Without a split on disk ``subset`` is empty, and the run's seed makes one
         (:func:`pmt_core.data.split.assign_split`).
 
+    Every file may appear once: the same path twice, or two files with the same
+    content (by SHA-256), is an error naming the rows, since it would put one
+    recording in both the training and the test split; a file labelled with two
+    techniques is named as such. Synthetic rows with the same parameters are
+    refused for the same reason.
+
     Raises
     ------
     DatasetError
         Missing path or audio file, empty folder, CSV without the required columns,
-        unknown technique or subset name.
+        unknown technique or subset name, a duplicate or contradictory row, or a
+        non-numeric, non-positive or infinite ``f0_hz`` / ``modulation_rate_hz``.
     """
     path = Path(path).expanduser().resolve()
     if not path.exists():
@@ -172,6 +186,7 @@ def _load_csv(csv_path: Path) -> pd.DataFrame:
         )
         _check_names(df, csv_path)
         _check_files(df, csv_path)
+        _check_duplicates(df, csv_path, _csv_lines(df))
         return _finish(df, "authors_csv", csv_path, [])
 
     df = raw.copy()
@@ -187,7 +202,7 @@ def _load_csv(csv_path: Path) -> pd.DataFrame:
     for column in ("instrument", "family"):
         df[column] = df[column].fillna("unknown").astype(str) if column in df else "unknown"
     for column in MANIFEST_OPTIONAL_NUMERIC:
-        df[column] = pd.to_numeric(df[column], errors="coerce") if column in df else np.nan
+        df[column] = _positive_numbers(df, column, csv_path) if column in df else np.nan
     has_split = "subset" in df and df["subset"].notna().all()
     if "subset" in df and df["subset"].notna().any() and not has_split:
         raise DatasetError(f"{csv_path}: column 'subset' is empty for some rows but not all")
@@ -195,6 +210,7 @@ def _load_csv(csv_path: Path) -> pd.DataFrame:
         df["subset"] = ""
     _check_names(df, csv_path, check_subset=has_split)
     _check_files(df[df["path"] != ""], csv_path)
+    _check_duplicates(df, csv_path, _csv_lines(df))
     return _finish(df, "manifest", csv_path, [])
 
 
@@ -234,6 +250,7 @@ def _load_sol_tree(root: Path) -> pd.DataFrame:
         raise DatasetError(f"{root}: {what}; expected Family/Instrument/technique/file.wav")
     df = pd.DataFrame(rows)
     df["subset"] = ""  # no split on disk: pmt_core.data.split.assign_split makes one
+    _check_duplicates(df, root, [str(Path(p).relative_to(root)) for p in df["path"]])
     return _finish(df, "sol_tree", root, ignored)
 
 
@@ -251,6 +268,89 @@ def _check_files(df: pd.DataFrame, where: Path) -> None:
     missing = [p for p in df["path"] if not os.path.isfile(p)]
     if missing:
         raise DatasetError(f"{where}: {len(missing)} audio file(s) missing, e.g. {missing[:3]}")
+
+
+def _csv_lines(df: pd.DataFrame) -> list[str]:
+    # Line numbers of the CSV file (line 1 is the header), as an editor shows them.
+    return [f"line {i + 2}" for i in range(len(df))]
+
+
+def _positive_numbers(df: pd.DataFrame, column: str, where: Path) -> pd.Series:
+    """``column`` as floats; empty cells are NaN, text and values <= 0 or inf are refused."""
+    values = pd.to_numeric(df[column], errors="coerce")
+    text = df[column].notna() & values.isna()
+    bad = text | (values.notna() & ~(np.isfinite(values) & (values > 0)))
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        lines = ", ".join(f"line {i + 2} ({df[column].iloc[i]!r})" for i in rows[:5])
+        raise DatasetError(f"{where}: column {column!r} must hold positive numbers (Hz) or "
+                           f"be empty; bad values at {lines}")
+    return values.astype(float)
+
+
+#: Bytes read from the start of each same-size file before hashing it whole: files
+#: that differ there are not duplicates, and reading a little is far cheaper than
+#: hashing a whole SOL tree.
+_HEAD_BYTES = 1 << 16
+
+
+def _head_digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
+
+
+def _check_duplicates(df: pd.DataFrame, where: Path, labels: list[str]) -> None:
+    """Refuse a file listed twice, two files of equal content, or equal synthetic rows.
+
+    ``labels[i]`` names row ``i`` in messages (a CSV line or a relative path).
+    """
+    problems: list[str] = []
+    files = df["path"].to_numpy() != ""
+    techniques = df["technique"].to_numpy()
+
+    def describe(group, what: str) -> str:
+        named = ", ".join(labels[i] for i in group[:4]) + (", ..." if len(group) > 4 else "")
+        kinds = sorted(set(techniques[group]))
+        if len(kinds) > 1:
+            return (f"{what} is labelled with {len(kinds)} techniques ("
+                    + ", ".join(f"{techniques[i]} at {labels[i]}" for i in group[:4]) + ")")
+        return f"{what} appears {len(group)} times ({named})"
+
+    path_groups = _equal_groups(list(np.flatnonzero(files)), lambda i: df["path"].iloc[i])
+    problems += [describe(np.asarray(g), os.path.basename(df["path"].iloc[g[0]]))
+                 for g in path_groups]
+
+    # Equal content under different names: size, then the first 64 KiB, then all.
+    listed_twice = {i for g in path_groups for i in g[1:]}
+    candidates = [i for i in np.flatnonzero(files) if i not in listed_twice]
+    groups = _equal_groups(candidates, lambda i: os.path.getsize(df["path"].iloc[i]))
+    groups = [g for group in groups for g in _equal_groups(
+        group, lambda i: _head_digest(df["path"].iloc[i]))]
+    groups = [g for group in groups for g in _equal_groups(
+        group, lambda i: file_digest(df["path"].iloc[i]))]
+    problems += [describe(np.asarray(g), "the same audio (identical file content)")
+                 for g in groups]
+
+    synthetic = np.flatnonzero(~files)
+    if len(synthetic) > 1:
+        identity = [c for c in df.columns if c not in ("path", "subset")]
+        keys = [tuple(str(v) for v in row)
+                for row in df.iloc[synthetic][identity].itertuples(index=False)]
+        groups = _equal_groups(list(range(len(synthetic))), lambda j: keys[j])
+        problems += [describe(synthetic[np.asarray(g)], "a synthetic example (same parameters)")
+                     for g in groups]
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise DatasetError(f"{where}: every example may appear once, or it can land in both "
+                           f"training and test: " + "; ".join(problems[:3]) + more)
+
+
+def _equal_groups(items: list, key) -> list[list]:
+    """Return the groups (two or more) of ``items`` with equal ``key(item)``, first seen first."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def _finish(df: pd.DataFrame, source: str, where: Path, ignored: list[str]) -> pd.DataFrame:

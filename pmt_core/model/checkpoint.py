@@ -24,6 +24,13 @@ import torch
 from pmt_core.features.compression import LogCompression
 from pmt_core.features.scattering import ScatteringConfig
 from pmt_core.infra.atomic import atomic_path
+from pmt_core.infra.checks import (
+    CheckError,
+    check_int,
+    check_scattering_config,
+    check_unique,
+    scattering_path_counts,
+)
 from pmt_core.infra.device import select_device
 from pmt_core.model.network import PMTConvNet
 
@@ -43,8 +50,8 @@ _REQUIRED_METADATA = (
 )
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or does not match what the caller expects."""
+class CheckpointError(CheckError):
+    """A checkpoint is missing, unreadable, inconsistent, or not what the caller expects."""
 
 
 @dataclass
@@ -73,6 +80,50 @@ class Checkpoint:
     compression: LogCompression
     input_kind: str
     metadata: dict
+
+
+def expected_paths(config: ScatteringConfig, input_kind: str) -> int:
+    """Return the input path count of a model on ``config``'s features (S1, or S1+S2)."""
+    n_first, n_total = scattering_path_counts(config)
+    return n_first if input_kind == "s1" else n_total
+
+
+def _check_class_names(class_names) -> tuple[str, ...]:
+    if isinstance(class_names, str) or not isinstance(class_names, (list, tuple)):
+        raise CheckError(f"class names must be a list of strings, got {class_names!r}")
+    if not all(isinstance(name, str) and name.strip() for name in class_names):
+        raise CheckError(f"class names must be non-empty strings, got {list(class_names)}")
+    # Repeated names would map two outputs to one key: probabilities collapse.
+    return tuple(check_unique(class_names, "class names"))
+
+
+def _check_compression(compression: LogCompression, n_paths: int) -> None:
+    if compression.mu is None:
+        raise CheckError("compression is not fitted: a checkpoint needs its per-path means")
+    mu = np.asarray(compression.mu, dtype=float)
+    if mu.ndim != 1 or len(mu) != n_paths:
+        raise CheckError(f"compression has {mu.size} paths, the model {n_paths}")
+    bad = np.flatnonzero(~(np.isfinite(mu) & (mu > 0)))
+    if bad.size:
+        # log1p(S / (c * mu)) with mu <= 0 or NaN gives NaN or inf features.
+        raise CheckError(f"compression means must be finite and positive; {bad.size} are not "
+                         f"(paths {bad[:5].tolist()}, values {mu[bad[:3]].tolist()})")
+    if not (np.isfinite(compression.c) and compression.c > 0):
+        raise CheckError(f"compression c must be finite and positive, got {compression.c}")
+    if not (np.isfinite(compression.eps) and compression.eps >= 0):
+        raise CheckError(f"compression eps must be finite and 0 or more, got {compression.eps}")
+
+
+def _check_state(state_dict: dict) -> None:
+    for name, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckError(f"state dict entry {name} is a {type(tensor).__name__}, not a tensor")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise CheckError(f"weights are not finite: {name} holds {count} NaN or inf values "
+                             "(a diverged training run?)")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise CheckError(f"batch-norm variance {name} has negative values")
 
 
 def _version(package: str) -> str | None:
@@ -117,21 +168,32 @@ def save_checkpoint(
 
     Raises
     ------
-    ValueError
-        On inconsistent arguments (class count, unfitted or mis-sized compression,
-        unknown input kind) or metadata that is not JSON-serialisable.
+    CheckpointError
+        A ``ValueError``: on inconsistent arguments (class count, repeated class
+        names, unfitted, mis-sized, non-finite or non-positive compression means,
+        non-finite weights, a path count other than the config's, unknown input
+        kind) or metadata that is not JSON-serialisable. Nothing is written then.
     """
-    class_names = [str(name) for name in class_names]
+    try:
+        class_names = list(_check_class_names([str(name) for name in class_names]))
+    except CheckError as exc:
+        raise CheckpointError(f"not saving {path}: {exc}") from exc
     if input_kind not in INPUT_KINDS:
-        raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
+        raise CheckpointError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
     if len(class_names) != model.n_classes:
-        raise ValueError(
+        raise CheckpointError(
             f"{len(class_names)} class names for a model with {model.n_classes} outputs"
         )
-    if compression.mu is None:
-        raise ValueError("compression is not fitted: a checkpoint needs its per-path means")
-    if len(compression.mu) != model.n_paths:
-        raise ValueError(f"compression has {len(compression.mu)} paths, the model {model.n_paths}")
+    try:
+        _check_compression(compression, model.n_paths)
+        _check_state(model.state_dict())
+    except CheckError as exc:
+        raise CheckpointError(f"not saving {path}: {exc}") from exc
+    expected = expected_paths(scattering_config, input_kind)
+    if model.n_paths != expected:
+        raise CheckpointError(
+            f"not saving {path}: the model has {model.n_paths} input paths but "
+            f"{input_kind} features of its scattering config have {expected}")
     if training_config is not None and not isinstance(training_config, dict):
         training_config = training_config.to_dict()
     metadata = {
@@ -157,7 +219,7 @@ def save_checkpoint(
         # A JSON round trip keeps only plain data, which weights_only loading accepts.
         metadata = json.loads(json.dumps(metadata, allow_nan=True))
     except TypeError as exc:
-        raise ValueError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
+        raise CheckpointError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -206,8 +268,12 @@ def load_checkpoint(
     CheckpointError
         If the file is missing, unreadable, corrupt or truncated; if keys are
         missing; if the scattering config or classes differ from the expected ones
-        (the message names the differing fields); if the state dict does not fit
-        the stored ``n_paths`` / ``n_classes``.
+        (the message names the differing fields); if the stored data contradict
+        each other: repeated or empty class names, an invalid scattering config,
+        ``n_paths`` other than the config's path count for the input kind, a
+        compression of another size or with non-finite or non-positive means,
+        non-finite weights or negative batch-norm variances, or a state dict that
+        does not fit ``n_paths`` / ``n_classes``.
     """
     path = Path(path)
     if not path.is_file():
@@ -215,9 +281,11 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files
+        # torch's messages run to paragraphs: the first line says what went wrong
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
         raise CheckpointError(
             f"cannot read checkpoint {path} (corrupt, truncated or not a checkpoint): "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {reason}"
         ) from exc
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint dict")
@@ -237,6 +305,10 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint {path} lacks metadata keys {missing}")
 
     try:
+        if not isinstance(metadata["scattering_config"], dict):
+            raise TypeError("scattering_config is not a mapping")
+        # checked before ScatteringConfig() sees it: T=0 would divide by zero there
+        check_scattering_config(metadata["scattering_config"])
         config = ScatteringConfig.from_dict(metadata["scattering_config"])
         compression = LogCompression.from_dict(metadata["compression"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -254,7 +326,10 @@ def load_checkpoint(
                 f"checkpoint {path} was trained on other scattering settings: "
                 + "; ".join(differences)
             )
-    class_names = tuple(metadata["class_names"])
+    try:
+        class_names = _check_class_names(metadata["class_names"])
+    except CheckError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     if expected_classes is not None and class_names != tuple(expected_classes):
         raise CheckpointError(
             f"checkpoint {path} has classes {list(class_names)}, expected {list(expected_classes)}"
@@ -263,11 +338,32 @@ def load_checkpoint(
     if input_kind not in INPUT_KINDS:
         raise CheckpointError(f"checkpoint {path} has unknown input kind {input_kind!r}")
 
-    n_paths, n_classes = metadata["n_paths"], metadata["n_classes"]
+    try:
+        n_paths = check_int(metadata["n_paths"], "n_paths", minimum=8)
+        n_classes = check_int(metadata["n_classes"], "n_classes", minimum=2)
+    except CheckError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     if len(class_names) != n_classes:
         raise CheckpointError(
             f"checkpoint {path} lists {len(class_names)} classes for {n_classes} outputs"
         )
+    # Before building the network: a forged n_paths could ask for gigabytes.
+    expected = expected_paths(config, input_kind)
+    if n_paths != expected:
+        raise CheckpointError(
+            f"checkpoint {path}: n_paths={n_paths}, but {input_kind} features of its "
+            f"scattering config have {expected} paths; the file was altered or is broken"
+        )
+    try:
+        _check_compression(compression, n_paths)
+    except CheckError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+    if not isinstance(payload["state_dict"], dict):
+        raise CheckpointError(f"checkpoint {path}: state_dict is not a mapping")
+    try:
+        _check_state(payload["state_dict"])
+    except CheckError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     try:
         model = PMTConvNet(n_paths=n_paths, n_classes=n_classes, dropout=metadata["dropout"])
         model.load_state_dict(payload["state_dict"], strict=True)
