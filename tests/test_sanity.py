@@ -68,7 +68,39 @@ def test_reinitialise_is_seeded_and_in_default_range():
     assert not torch.equal(before, c.weight)
     assert c.weight.abs().max() <= 1 / np.sqrt(4 * 5)
     with pytest.raises(TypeError):
-        sanity.reinitialise(nn.BatchNorm1d(3), 0)
+        sanity.reinitialise(nn.ReLU(), 0)
+
+
+def test_reinitialise_batch_norm_redraws_affine_and_resets_statistics():
+    bn, twin = nn.BatchNorm1d(50), nn.BatchNorm1d(50)
+    for m in (bn, twin):
+        m.train()
+        m(torch.randn(8, 50) * 3 + 2)  # learn some running statistics
+    sanity.reinitialise(bn, 7)
+    sanity.reinitialise(twin, 7)
+    torch.testing.assert_close(bn.weight, twin.weight)
+    # Re-drawn from U(-1, 1) (fan_in 1), not left at, or reset to, the constant (1, 0).
+    for p in (bn.weight, bn.bias):
+        assert p.abs().max() <= 1 and p.std() > 0.3
+    torch.testing.assert_close(bn.running_mean, torch.zeros(50))
+    torch.testing.assert_close(bn.running_var, torch.ones(50))
+    assert int(bn.num_batches_tracked) == 0
+    other = nn.BatchNorm1d(50)
+    sanity.reinitialise(other, 8)
+    assert not torch.equal(other.weight, bn.weight)
+
+
+def test_cascade_covers_every_learned_layer_output_side_first(model):
+    layers = sanity.CASCADE_LAYERS
+    assert layers == tuple(reversed(PMTConvNet.PARAMETER_LAYERS))
+    assert layers == sanity.cascade_layers(model)
+    learned = {n for n, m in model.named_modules()
+               if n and any(True for _ in m.parameters(recurse=False))}
+    assert set(layers) == learned
+    assert (layers[0], layers[-1]) == ("fc2", "input_norm")
+    assert layers.index("bn3") < layers.index("conv3")  # output side first
+    with pytest.raises(ValueError, match="PARAMETER_LAYERS"):
+        sanity.cascade_layers(nn.Linear(2, 2))
 
 
 def test_predicted_target(model, features):
@@ -88,14 +120,34 @@ def test_cascade_model_untouched_and_targets_fixed(model, features):
     result = sanity.cascading_randomisation(model, features, "any", seed=1, explain_fn=recording)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
-    assert result.rank_correlation.shape == (5, len(features))
+    stages = len(sanity.CASCADE_LAYERS)
+    assert stages == 9  # 3 conv, 4 batch norms, 2 dense layers, each its own stage
+    assert result.rank_correlation.shape == (stages, len(features))
     assert result.layers == sanity.CASCADE_LAYERS
-    assert result.stage_names[1] == "+fc1"
+    assert result.stage_names[:3] == ("fc2", "+fc1", "+bn3")
     predicted = sanity.predicted_target(model, features)
-    assert len(seen) == 6  # reference + 5 stages, all with the ORIGINAL prediction
+    assert len(seen) == 1 + stages  # reference + stages, all with the ORIGINAL prediction
     for t in seen:
         np.testing.assert_array_equal(t, predicted)
     np.testing.assert_array_equal(result.target, predicted)
+
+
+def test_cascade_randomises_the_input_norm_last(model, features):
+    # At the final stage no learned layer survives, the input batch norm included:
+    # its running statistics are back to their initial values (audit m5).
+    states = []
+
+    def recording(m, x, rule, target=None, **kw):
+        states.append({k: v.clone() for k, v in m.state_dict().items()})
+        return grad_x_input(m, x, rule, target)
+
+    sanity.cascading_randomisation(model, features, "any", seed=1, explain_fn=recording)
+    trained, final = states[0], states[-1]
+    for name in PMTConvNet.PARAMETER_LAYERS:
+        assert not torch.equal(trained[f"{name}.weight"], final[f"{name}.weight"]), name
+    torch.testing.assert_close(final["input_norm.running_mean"], torch.zeros(N_PATHS))
+    # Before the last stage the input norm is still the trained one.
+    torch.testing.assert_close(states[-2]["input_norm.weight"], trained["input_norm.weight"])
 
 
 def test_cascade_detects_model_independent_maps(model, features):
@@ -238,8 +290,8 @@ def test_deletion_comparison_relevance_beats_random(model, features):
 
 def test_real_lrp_if_present(model, features):
     lrp = pytest.importorskip("pmt_core.explain.lrp", reason="zennit not importable")
-    rule = next(iter(lrp.RULES))
+    rule = next(iter(lrp.COMPOSITES))
     result = sanity.cascading_randomisation(copy.deepcopy(model), features[:6], rule, seed=0,
                                             explain_fn=lrp.explain)
-    assert result.rank_correlation.shape == (5, 6)
+    assert result.rank_correlation.shape == (len(sanity.CASCADE_LAYERS), 6)
     assert np.all(np.isfinite(result.mean) | (result.n_undefined == 6))

@@ -32,6 +32,7 @@ from scipy import stats
 from torch import nn
 
 from pmt_core.explain.relevance import local_maps, rowwise_spearman
+from pmt_core.model.network import PMTConvNet
 
 __all__ = [
     "CASCADE_LAYERS",
@@ -40,6 +41,7 @@ __all__ = [
     "RandomisationResult",
     "aopc",
     "aopc_ratio",
+    "cascade_layers",
     "cascading_randomisation",
     "deletion_baseline",
     "deletion_comparison",
@@ -48,9 +50,13 @@ __all__ = [
     "reinitialise",
 ]
 
-#: Layers of :class:`~pmt_core.model.network.PMTConvNet` with weights, top (output) first:
-#: the order of Adebayo et al.'s cascading randomisation.
-CASCADE_LAYERS: tuple[str, ...] = ("fc2", "fc1", "conv3", "conv2", "conv1")
+#: Every layer of :class:`~pmt_core.model.network.PMTConvNet` with learned parameters, output
+#: side first: the order of Adebayo et al.'s cascading randomisation. Read from the model's
+#: own declaration (``PMTConvNet.PARAMETER_LAYERS``), so a change of the architecture
+#: cannot leave a learned layer out of the check; the batch norms are included
+#: (``bn3`` before ``conv3``: it comes after it in the forward pass), the input batch norm
+#: last.
+CASCADE_LAYERS: tuple[str, ...] = tuple(reversed(PMTConvNet.PARAMETER_LAYERS))
 
 
 def _default_explain() -> Callable:
@@ -106,33 +112,89 @@ def predicted_target(model: nn.Module, features, batch_size: int = 64) -> np.nda
 
 
 def reinitialise(module: nn.Module, seed: int) -> None:
-    """Re-draw a Conv/Linear layer's parameters from PyTorch's default initialisation.
+    """Re-draw a layer's learned parameters (and reset a batch norm's statistics).
 
-    The default ``reset_parameters`` of ``nn.Linear`` and ``nn.ConvNd`` draws
-    weights and biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming uniform
-    with a = sqrt(5)); here the same distribution is drawn from a private CPU
-    generator, so the result depends on ``seed`` only, not on the global RNG or
-    the device. Adebayo et al. (2018) re-initialise "from the initialisation
-    distribution" as well.
+    Conv and Linear layers: PyTorch's default ``reset_parameters`` draws weights
+    and biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming uniform with
+    a = sqrt(5)); the same distribution is drawn here. Adebayo et al. (2018)
+    re-initialise "from the initialisation distribution" as well.
+
+    Batch norms: in eval mode a batch norm is the per-channel affine map
+    ``weight * (x - running_mean) / sqrt(running_var + eps) + bias``, and all four
+    of those were learned from the training data. "Randomising" it means: the
+    running statistics go back to their initial values (mean 0, variance 1, no
+    batches tracked), and the affine parameters are re-drawn from the default
+    distribution of an affine layer above with fan_in = 1 (each output reads one
+    input), U(-1, 1). PyTorch's own initialisation of the affine pair is the
+    constant (1, 0): re-drawing "from it" would only reset the layer to a fixed
+    identity-like map, and a map that an identity input norm leaves intact is
+    exactly what the check must not mistake for learned structure.
+
+    The draw comes from a private CPU generator in float64, then is cast, so the
+    result depends on ``seed`` only, not on the global RNG, the device or the
+    dtype.
 
     Parameters
     ----------
-    module : torch.nn.Linear or torch.nn.Conv1d
+    module : torch.nn.Linear, torch.nn.Conv1d or a batch norm
         Modified in place.
     seed : int
+
+    Raises
+    ------
+    TypeError
+        For any other module.
     """
-    if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-        raise TypeError(f"cannot re-initialise a {type(module).__name__}")
-    weight = module.weight
-    fan_in = weight[0].numel()  # in_features, or in_channels / groups * kernel size
-    bound = 1.0 / math.sqrt(fan_in)
     gen = torch.Generator().manual_seed(int(seed))
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        params, bound = (module.weight, module.bias), 1.0  # fan_in = 1
+    elif isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        weight = module.weight
+        fan_in = weight[0].numel()  # in_features, or in_channels / groups * kernel size
+        params, bound = (weight, module.bias), 1.0 / math.sqrt(fan_in)
+    else:
+        raise TypeError(f"cannot re-initialise a {type(module).__name__}")
     with torch.no_grad():
-        for param in (weight, module.bias):
+        for param in params:
             if param is not None:
                 fresh = torch.empty(param.shape, dtype=torch.float64)
                 fresh.uniform_(-bound, bound, generator=gen)
                 param.copy_(fresh.to(param.dtype))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            module.reset_running_stats()  # mean 0, variance 1, num_batches_tracked 0
+
+
+def cascade_layers(model: nn.Module) -> tuple[str, ...]:
+    """Return the cascade order of ``model``: its declared parameter layers, output first.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model that declares ``PARAMETER_LAYERS`` (its layers with learned
+        parameters in forward order), such as
+        :class:`~pmt_core.model.network.PMTConvNet`.
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    ValueError
+        If the model declares no such list, or the list misses a module that has
+        parameters of its own (the cascade must randomise every learned layer).
+    """
+    declared = getattr(model, "PARAMETER_LAYERS", None)
+    if declared is None:
+        raise ValueError(f"{type(model).__name__} declares no PARAMETER_LAYERS; pass layers=")
+    learned = {
+        name for name, m in model.named_modules()
+        if name and any(True for _ in m.parameters(recurse=False))
+    }  # fmt: skip
+    missing = learned - set(declared)
+    if missing:
+        raise ValueError(f"PARAMETER_LAYERS leaves out learned layers {sorted(missing)}")
+    return tuple(reversed(declared))
 
 
 @dataclass(frozen=True)
@@ -142,7 +204,8 @@ class RandomisationResult:
     Attributes
     ----------
     layers : tuple of str
-        Stage k has ``layers[: k + 1]`` re-initialised (cumulative, top first).
+        Stage k has ``layers[: k + 1]`` re-initialised (cumulative, top first);
+        every stage is reported.
     rank_correlation : numpy.ndarray, shape (stages, n)
         Per example, Spearman's rho between the time-averaged map of the randomised
         model and that of the trained model (NaN where a map is constant).
@@ -177,7 +240,7 @@ class RandomisationResult:
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        """Readable stage labels: "fc2", "+fc1", "+conv3", ..."""
+        """Readable stage labels: "fc2", "+fc1", "+bn3", "+conv3", ..."""
         return tuple(name if k == 0 else "+" + name for k, name in enumerate(self.layers))
 
 
@@ -197,7 +260,7 @@ def cascading_randomisation(
     seed: int = 0,
     *,
     explain_fn: Callable | None = None,
-    layers: Sequence[str] = CASCADE_LAYERS,
+    layers: Sequence[str] | None = None,
     reference=None,
     target=None,
     **explain_kwargs,
@@ -205,14 +268,16 @@ def cascading_randomisation(
     """Cascading layer randomisation from the top (Adebayo et al. 2018).
 
     On a deep copy of ``model``, the layers in ``layers`` are re-initialised one
-    after the other (cumulatively, output side first), and after each the inputs
-    are explained again with the same rule and the trained model's predicted class
-    as target. Each stage's time-averaged maps are compared with the trained
-    model's by per-example Spearman rank correlation, signed and absolute.
+    after the other (cumulatively, output side first, :func:`reinitialise`), and
+    after each the inputs are explained again with the same rule and the trained
+    model's predicted class as target. Each stage's time-averaged maps are compared
+    with the trained model's by per-example Spearman rank correlation, signed and
+    absolute.
 
-    Batch norms (the input one and those after each convolution) keep their trained
-    statistics and affine parameters: the check randomises what the layers with
-    weights learned. ``model`` itself is never modified.
+    By default every layer with learned parameters is randomised, the batch norms
+    included (:data:`CASCADE_LAYERS`): the input batch norm last, so that at the
+    final stage no learned reference point (its running mean and offset) survives
+    in the maps (audit m5). ``model`` itself is never modified.
 
     Parameters
     ----------
@@ -227,8 +292,10 @@ def cascading_randomisation(
     explain_fn : callable, optional
         ``explain_fn(model, features, rule, target=..., **explain_kwargs)``;
         default :func:`pmt_core.explain.lrp.explain`.
-    layers : sequence of str
-        Attribute names of the layers to randomise, in order.
+    layers : sequence of str, optional
+        Attribute names of the layers to randomise, in order; default
+        :func:`cascade_layers` of the model (:data:`CASCADE_LAYERS` for a
+        ``PMTConvNet``).
     reference : Explanation or array, optional
         Trained model's explanation of ``features`` (n, paths, frames) for the
         same targets, to save one pass; computed when omitted.
@@ -243,6 +310,7 @@ def cascading_randomisation(
     """
     explain_fn = explain_fn or _default_explain()
     work = copy.deepcopy(model).eval()
+    layers = cascade_layers(work) if layers is None else tuple(layers)
     for name in layers:
         if not isinstance(getattr(work, name, None), nn.Module):
             raise ValueError(f"model has no layer {name!r}")
@@ -262,8 +330,9 @@ def cascading_randomisation(
     for k, name in enumerate(layers):
         stage_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
         reinitialise(getattr(work, name), stage_seed)
-        maps = local_maps(_relevance(explain_fn(work, features, rule, target=target,
-                                                **explain_kwargs)))
+        maps = local_maps(
+            _relevance(explain_fn(work, features, rule, target=target, **explain_kwargs))
+        )
         signed.append(rowwise_spearman(maps, ref_maps))
         absolute.append(rowwise_spearman(np.abs(maps), np.abs(ref_maps)))
     return RandomisationResult(
@@ -403,8 +472,9 @@ def deletion_curve(
     if steps < 1 or per_step < 1 or steps * per_step > n_paths:
         raise ValueError(f"need 1 <= steps * per_step <= {n_paths}, got {steps} x {per_step}")
     base = deletion_baseline(work, baseline)
-    base = torch.broadcast_to(base.reshape(-1, 1) if base.ndim == 1 else base,
-                              (n_paths, n_frames)).to(torch.float32)
+    base = torch.broadcast_to(
+        base.reshape(-1, 1) if base.ndim == 1 else base, (n_paths, n_frames)
+    ).to(torch.float32)
     if target is None:
         target = predicted_target(work, x_all, batch_size)
     target = np.asarray(target, dtype=np.int64).ravel()
@@ -527,8 +597,14 @@ def deletion_comparison(
     """
     if target is None:
         target = predicted_target(model, features, batch_size)
-    kwargs = dict(steps=steps, per_step=per_step, baseline=baseline, seed=seed,
-                  target=target, batch_size=batch_size)
+    kwargs = dict(
+        steps=steps,
+        per_step=per_step,
+        baseline=baseline,
+        seed=seed,
+        target=target,
+        batch_size=batch_size,
+    )
     rel = deletion_curve(model, features, maps, order="relevance", **kwargs)
     rnd = deletion_curve(model, features, maps, order="random", **kwargs)
     a_rel, a_rnd = aopc(rel, per_example=True), aopc(rnd, per_example=True)
