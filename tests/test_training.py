@@ -304,3 +304,35 @@ def test_bad_inputs_raise(change, message):
     arguments = {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "class_names": names(2)}
     with pytest.raises(ValueError, match=message):
         train_model(**change(arguments), config=FAST, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("batch_size", 1, r"TrainingConfig\(batch_size=1\): .* pass batch_size >= 2"),
+        ("max_epochs", 0, r"TrainingConfig\(max_epochs=0\): .* pass max_epochs >= 1"),
+        ("patience", 0, r"TrainingConfig\(patience=0\): pass patience >= 1"),
+        ("warmup_epochs", -1, r"TrainingConfig\(warmup_epochs=-1\): pass warmup_epochs >= 0"),
+        ("lr", 0.0, r"TrainingConfig\(lr=0.0\): .* positive .* pass e.g. lr=1e-3"),
+        ("lr", -1e-3, r"TrainingConfig\(lr=-0.001\): .* pass e.g. lr=1e-3"),
+        ("lr", math.nan, r"TrainingConfig\(lr=nan\): .* finite"),
+        ("min_lr", 1.0, r"TrainingConfig\(min_lr=1.0\): .* \[0, lr=0.001\)"),
+        ("weight_decay", -0.1, r"TrainingConfig\(weight_decay=-0.1\): pass weight_decay >= 0"),
+        ("grad_clip_norm", 0.0, r"TrainingConfig\(grad_clip_norm=0.0\): .* positive"),
+        ("seed", -1, r"TrainingConfig\(seed=-1\): outside 0 <= seed < 2\*\*32; pass e.g. seed=0"),
+        ("seed", 2**32, r"TrainingConfig\(seed=4294967296\): outside 0 <= seed < 2\*\*32"),
+        ("seed", 1.5, r"TrainingConfig\(seed=1.5\): not an integer"),
+        ("seed", True, r"TrainingConfig\(seed=True\): not an integer"),
+    ],
+)
+def test_config_checks_name_the_argument_and_the_fix(field, value, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        TrainingConfig(**{field: value})
+    assert "\n" not in str(raised.value)  # one line each
+
+
+def test_config_accepts_the_seed_range_ends():
+    assert TrainingConfig(seed=0).seed == 0
+    assert TrainingConfig(seed=2**32 - 1).seed == 2**32 - 1
+    seed = TrainingConfig(seed=np.int64(7)).seed
+    assert seed == 7 and type(seed) is int
