@@ -63,6 +63,12 @@ class Profile:
     scattering : dict
         Overrides of :class:`pmt_core.features.scattering.ScatteringConfig`
         (empty: the paper's setting).
+    sanity_examples : int
+        Test examples (stratified, seeded) of the randomisation and deletion checks,
+        which explain every example again for every stage.
+    shuffled_label_models : int
+        Models retrained on shuffled training labels (Adebayo et al.'s data
+        randomisation), each compared with the replicate of the same index.
     """
 
     name: str
@@ -72,15 +78,18 @@ class Profile:
     replicates: int = 5
     theory_cases: int = 24
     scattering: dict = field(default_factory=dict)
+    sanity_examples: int = 64
+    shuffled_label_models: int = 2
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", dict(SMOKE_CLASS_SIZES), max_epochs=3, patience=2, replicates=2,
-                     theory_cases=2, scattering=dict(SMOKE_SCATTERING)),
+                     theory_cases=2, scattering=dict(SMOKE_SCATTERING), sanity_examples=8,
+                     shuffled_label_models=1),
     "ci": Profile("ci", dict(CI_CLASS_SIZES), max_epochs=60, patience=15, replicates=5,
                   theory_cases=16),
     "paper": Profile("paper", dict(PAPER_CLASS_SIZES), max_epochs=500, patience=20,
-                     replicates=5, theory_cases=48),
+                     replicates=5, theory_cases=48, sanity_examples=256),
 }
 
 PROFILE_NAMES = tuple(PROFILES)

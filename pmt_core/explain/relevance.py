@@ -748,3 +748,175 @@ def random_split_reference(
     rng = np.random.default_rng(seed)
     null = np.array([statistic(rng.permutation(codes)) for _ in range(n_splits)])
     return SplitReference(observed=statistic(codes), null=null)
+
+
+# --- per-example rate tracking (the claims' nulls) -----------------------------------
+
+
+def expected_permuted_hits(peak_hz, rate_hz, classes, tol_octaves: float) -> np.ndarray:
+    """Each example's expected hit if its rate were a random other rate of its class.
+
+    The within-class permutation null of the localisation claim (audit C1): a map
+    that knows only the class (for example, one that always peaks at the same
+    lambda2 per class) hits as often against its class's rates shuffled as against
+    the true ones. Under a uniform random permutation within the class, example i
+    receives each rate of its class with equal probability, so its expected hit is
+    the share of the class's rates within ``tol_octaves`` of its peak; no Monte
+    Carlo is needed.
+
+    Parameters
+    ----------
+    peak_hz, rate_hz : array-like, (n,)
+        Peak lambda2 and true rate of the scored examples (finite, positive).
+    classes : array-like, (n,)
+        Class of each example; the permutation stays within it.
+    tol_octaves : float
+
+    Returns
+    -------
+    numpy.ndarray, (n,)
+        In [0, 1].
+    """
+    peak = np.asarray(peak_hz, dtype=np.float64)
+    rate = np.asarray(rate_hz, dtype=np.float64)
+    classes = np.asarray(classes)
+    out = np.full(peak.shape, np.nan)
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        near = octave_distance(peak[members][:, None], rate[members][None, :]) <= tol_octaves
+        out[members] = near.mean(axis=1)
+    return out
+
+
+def within_class_rank_correlation(x, y, classes, min_per_class: int = 4):
+    """Spearman rho of x and y within each class, pooled by Fisher z (weights n - 3).
+
+    A quantity that is constant within a class (a class-constant map's peak)
+    has an undefined rank correlation there; it counts as rho = 0, the value of
+    no association.
+
+    Parameters
+    ----------
+    x, y : array-like, (n,)
+    classes : array-like, (n,)
+    min_per_class : int
+        Classes with fewer (finite) pairs are left out.
+
+    Returns
+    -------
+    pooled : float
+        tanh of the n - 3 weighted mean of arctanh(rho) (NaN if no class counts).
+    per_class : dict
+        class -> (n, rho).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    classes = np.asarray(classes)
+    per_class, zs, ws = {}, [], []
+    for c in np.unique(classes):
+        keep = (classes == c) & np.isfinite(x) & np.isfinite(y)
+        n = int(keep.sum())
+        if n < min_per_class:
+            continue
+        if np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+            rho = 0.0
+        else:
+            rho = float(stats.spearmanr(x[keep], y[keep]).statistic)
+        per_class[c.item() if hasattr(c, "item") else c] = (n, rho)
+        zs.append(np.arctanh(np.clip(rho, -0.999999, 0.999999)))
+        ws.append(n - 3)
+    if not zs or sum(ws) <= 0:
+        return float("nan"), per_class
+    return float(np.tanh(np.average(zs, weights=ws))), per_class
+
+
+def ordered_pairs(bands: dict, names) -> list[tuple[str, str]]:
+    """Pairs (low, high) of techniques whose a-priori bands do not overlap.
+
+    ``high``'s band lies entirely at or above ``low``'s: the physics orders them.
+    """
+    pairs = []
+    for a in names:
+        for b in names:
+            if a != b and bands[a][1] <= bands[b][0]:
+                pairs.append((a, b))
+    return pairs
+
+
+def ordered_pair_share(values, classes, class_names, bands: dict):
+    """Share of :func:`ordered_pairs` whose class medians of ``values`` are ordered.
+
+    Parameters
+    ----------
+    values : array-like, (n,)
+        Per example (e.g. peak lambda2 in Hz); NaN ignored.
+    classes : array-like of int, (n,)
+        Index into ``class_names``.
+    class_names : sequence of str
+    bands : dict
+        Technique -> (low, high) Hz, fixed a priori (``techniques.MODULATION_BAND_HZ``).
+
+    Returns
+    -------
+    share : float
+        NaN when no pair can be checked.
+    rows : list of dict
+        One per pair: low, high, their medians, ordered.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    classes = np.asarray(classes)
+    medians = {}
+    for k, name in enumerate(class_names):
+        v = values[(classes == k) & np.isfinite(values)]
+        if v.size:
+            medians[name] = float(np.exp2(np.median(np.log2(v))))
+    rows = [{"lower band": a, "higher band": b, "median lower (Hz)": medians[a],
+             "median higher (Hz)": medians[b], "ordered": medians[a] < medians[b]}
+            for a, b in ordered_pairs(bands, [n for n in class_names if n in bands])
+            if a in medians and b in medians]
+    share = float(np.mean([r["ordered"] for r in rows])) if rows else float("nan")
+    return share, rows
+
+
+def restrict_below(maps, paths: PathTable, max_hz) -> np.ndarray:
+    """Return the maps with every S2 path at lambda2 >= ``max_hz`` (per example) at -inf.
+
+    Used by the pitch claim to read lambda2 below f0 / 2 only: harmonics closer
+    than a first-order bandwidth beat at lambda2 ~ f0 whatever the explanation.
+    S1 paths are kept.
+    """
+    maps = _as_maps(maps, paths).copy()
+    limit = np.asarray(max_hz, dtype=np.float64).reshape(-1, 1)
+    lam2 = np.asarray(paths.modulation_hz)[None, :]
+    drop = np.asarray(paths.second_order)[None, :] & (lam2 >= limit)
+    maps[drop] = -np.inf
+    return maps
+
+
+def window_share(maps, paths: PathTable, centre_hz, tol_octaves: float) -> np.ndarray:
+    """Per example, share of its S2 |relevance| on paths within ``tol_octaves`` of a rate.
+
+    Parameters
+    ----------
+    maps : array-like, (n, paths)
+    paths : PathTable
+    centre_hz : array-like, (n,) or (n, k)
+        One rate per example, or k rates (the share is then averaged over them).
+    tol_octaves : float
+
+    Returns
+    -------
+    numpy.ndarray, (n,)
+    """
+    a = np.abs(_as_maps(maps, paths))[:, paths.second_order]
+    total = a.sum(axis=1)
+    lam2 = np.asarray(paths.modulation_hz)[paths.second_order]
+    centre = np.asarray(centre_hz, dtype=np.float64)
+    if centre.ndim == 1:
+        centre = centre[:, None]
+    shares = []
+    for j in range(centre.shape[1]):
+        near = octave_distance(lam2[None, :], centre[:, j : j + 1]) <= tol_octaves
+        shares.append((a * near).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.mean(shares, axis=0) / total, np.nan)

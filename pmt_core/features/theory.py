@@ -148,3 +148,64 @@ def am_ratio_measured(time_averaged: np.ndarray, paths: PathTable, path: int) ->
     """Measured S2 / S1 at second-order path ``path`` (S1 of the same carrier)."""
     s1 = np.flatnonzero(paths.first_order & (paths.carrier_hz == paths.carrier_hz[path]))
     return float(time_averaged[path] / time_averaged[s1[0]])
+
+
+#: Domain of the claims' test tones (inside :func:`in_theory_domain` at the
+#: paper's setting): carriers, modulations, AM depths, FM deviation / carrier.
+CARRIER_RANGE_HZ = (200.0, 8000.0)
+MODULATION_RANGE_HZ = (2.0, 250.0)
+AM_DEPTH_RANGE = (0.3, 0.9)
+FM_DEVIATION_FRACTION = (0.01, 0.04)
+#: A documented limit: w1 = 8 w2 violates w1 >= 16 w2 (the sidebands are resolved by S1).
+OUTSIDE_DOMAIN_CASE = (300.0, 37.5, 0.8)
+
+
+@dataclass(frozen=True)
+class ToneDesign:
+    """The AM/FM test tones of one run (a seeded Latin hypercube over the domain).
+
+    Attributes
+    ----------
+    carrier_hz, modulation_hz, depth, deviation_hz : numpy.ndarray, (n,)
+        Tone k: AM ``(carrier, modulation, depth)`` and FM ``(carrier,
+        modulation, deviation)``.
+    """
+
+    carrier_hz: np.ndarray
+    modulation_hz: np.ndarray
+    depth: np.ndarray
+    deviation_hz: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.carrier_hz)
+
+
+def _log_uniform(unit, low, high):
+    return np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
+
+
+def tone_design(n: int, seed: int, paths: PathTable) -> ToneDesign:
+    """``n`` AM and ``n`` FM tones on a Latin hypercube (scipy.stats.qmc), seeded.
+
+    A hit *rate* needs a fixed design of cases, so the sampling is quasi-random.
+    The ranges are clipped to what the path table can resolve (a small
+    scattering setting has fewer filters); none left: an empty design.
+    """
+    from scipy.stats import qmc
+
+    s2 = paths.modulation_hz[paths.second_order]
+    mod_lo = max(MODULATION_RANGE_HZ[0], float(s2.min()) if s2.size else np.inf)
+    mod_hi = min(MODULATION_RANGE_HZ[1], float(s2.max()) if s2.size else 0.0)
+    car_lo = max(CARRIER_RANGE_HZ[0], float(paths.carrier_hz.min()),
+                 MIN_CARRIER_TO_MODULATION * mod_lo)
+    car_hi = min(CARRIER_RANGE_HZ[1], float(paths.carrier_hz.max()))
+    if n < 1 or not (mod_lo < mod_hi and car_lo < car_hi):
+        empty = np.zeros(0)
+        return ToneDesign(empty, empty, empty, empty)
+    unit = qmc.LatinHypercube(d=3, seed=seed).random(n)
+    carrier = _log_uniform(unit[:, 0], car_lo, car_hi)
+    high = np.minimum(carrier / MIN_CARRIER_TO_MODULATION, mod_hi)
+    modulation = _log_uniform(unit[:, 1], mod_lo, high)
+    depth = AM_DEPTH_RANGE[0] + unit[:, 2] * (AM_DEPTH_RANGE[1] - AM_DEPTH_RANGE[0])
+    deviation = carrier * _log_uniform(unit[:, 2], *FM_DEVIATION_FRACTION)
+    return ToneDesign(carrier, modulation, depth, deviation)

@@ -1,7 +1,9 @@
 """Figures shared by the report and the command line: grids, spectrograms.
 
-Uses matplotlib's non-interactive Agg backend so that figures render on headless
-CI machines and GPU runners.
+Every figure is a :class:`matplotlib.figure.Figure` made without pyplot, so no
+global state changes and importing this module never switches the user's
+matplotlib backend (a notebook keeps its own); PNGs are rendered by the Agg
+canvas, which needs no display.
 """
 
 from __future__ import annotations
@@ -9,15 +11,12 @@ from __future__ import annotations
 import base64
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm, TwoSlopeNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
-
-from pmt_core.features.grid import CarrierModulationGrid  # noqa: E402
+from pmt_core.features.grid import CarrierModulationGrid
 
 
 def _log_edges(centres: np.ndarray) -> np.ndarray:
@@ -60,9 +59,8 @@ def plot_grid(
     matplotlib.figure.Figure
     """
     if axes is None:
-        fig, axes = plt.subplots(
-            1, 2, figsize=(6.4, 4.2), sharey=True, gridspec_kw={"width_ratios": [1, 12]}
-        )
+        axes = Figure(figsize=(6.4, 4.2)).subplots(
+            1, 2, sharey=True, gridspec_kw={"width_ratios": [1, 12]})
     ax_s1, ax_s2 = axes
     fig = ax_s2.figure
     data = np.ma.masked_invalid(values)
@@ -108,7 +106,7 @@ def plot_log_spectrogram(audio: np.ndarray, sample_rate: int, title: str = "", a
     from scipy.signal import spectrogram
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 3.2))
+        ax = Figure(figsize=(4.5, 3.2)).subplots()
     freqs, times, power = spectrogram(audio, fs=sample_rate, nperseg=2048, noverlap=1536)
     keep = freqs >= 30
     db = 10 * np.log10(power[keep] + 1e-12)
@@ -123,10 +121,14 @@ def plot_log_spectrogram(audio: np.ndarray, sample_rate: int, title: str = "", a
 
 
 def figure_to_png(fig, dpi: int = 100) -> bytes:
-    """Render a figure to PNG bytes and close it."""
+    """Render a figure to PNG bytes (Agg canvas); a pyplot figure is closed too."""
     buffer = io.BytesIO()
+    FigureCanvasAgg(fig)  # attaches the canvas; the figure's own one may be headless
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    if getattr(fig, "number", None) is not None:  # made by pyplot: release it
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return buffer.getvalue()
 
 

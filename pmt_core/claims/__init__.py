@@ -1,0 +1,38 @@
+"""The validation claims: declared once, measured on a run, checked against bounds.
+
+``pmt_core.claims.core`` holds the registry and the verdict logic,
+``estimates`` the intervals, ``thresholds`` the bars (with provenance),
+``protocol`` how the claims measure, ``paper`` the published figures,
+``known_failures`` the claims measured not to hold; one module per claim group
+declares the claims themselves (``catalogue`` imports them all).
+"""
+
+from pmt_core.claims.core import (
+    CLAIMS,
+    AtLeast,
+    AtMost,
+    Bound,
+    ClaimCase,
+    Measurement,
+    Within,
+    all_cases,
+    claim,
+    evaluate,
+    get_case,
+)
+from pmt_core.claims.estimates import Estimate
+
+__all__ = [
+    "CLAIMS",
+    "AtLeast",
+    "AtMost",
+    "Bound",
+    "ClaimCase",
+    "Estimate",
+    "Measurement",
+    "Within",
+    "all_cases",
+    "claim",
+    "evaluate",
+    "get_case",
+]

@@ -1,0 +1,475 @@
+"""Claims declared once: bounds with a direction, a registry, and their evaluation.
+
+A claim is declared in one place, beside its measurement function, in the
+style of scikit-learn's estimator checks::
+
+    @claim("relevance.localisation.{composite}", group="relevance",
+           title="...", paper="...", params={"composite": PAPER_COMPOSITES},
+           bounds=[AtLeast("lift over permuted rates", LOCALISATION_MIN_LIFT)])
+    def localisation(run, composite) -> Measurement: ...
+
+The registry (:data:`CLAIMS`) expands the id template over ``params`` into one
+:class:`ClaimCase` per claim id; the pytest plugin generates one test per case
+(ids computed, never retyped), evaluates it with :func:`evaluate` and asserts its
+bounds itself. A bound's verdict comes from the figure's interval:
+
+* ``holds``: the whole interval lies on the right side of the bound;
+* ``does not hold``: the whole interval lies on the wrong side;
+* ``inconclusive``: the interval straddles the bound (more data, or more
+  replicates, would be needed to decide).
+
+A claim holds when all its bounds hold, does not hold when one does not, and is
+inconclusive otherwise; a measurement may also declare the claim not applicable
+(the data lack what it needs) or force it inconclusive (too few examples).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pmt_core.claims.estimates import Estimate, exact
+
+__all__ = [
+    "CLAIMS",
+    "HOLDS",
+    "INCONCLUSIVE",
+    "NOT_APPLICABLE",
+    "NOT_HOLD",
+    "VERDICTS",
+    "AtLeast",
+    "AtMost",
+    "Bound",
+    "ClaimCase",
+    "ClaimSpec",
+    "Measurement",
+    "Within",
+    "all_cases",
+    "claim",
+    "evaluate",
+    "get_case",
+]
+
+HOLDS = "holds"
+NOT_HOLD = "does not hold"
+INCONCLUSIVE = "inconclusive"
+NOT_APPLICABLE = "not applicable"
+VERDICTS = (HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_APPLICABLE)
+
+
+# ------------------------------------------------------------------ bounds --
+@dataclass(frozen=True)
+class Bound:
+    """A bound on one named figure of a claim.
+
+    Attributes
+    ----------
+    figure : str
+        Key of the figure in the claim's :class:`Measurement`.
+    op : {"at least", "at most", "within"}
+    value : float, (low, high), or callable
+        The bar; a callable ``(context: dict) -> value`` for bars that depend on
+        the run (the number of classes, the profile); ``context`` holds
+        ``profile``, ``dataset``, ``n_classes`` and ``class_names``.
+    name : str
+        Short name, the key of known failures (default: the figure's name).
+    why : str
+        Where the bar comes from (its provenance), shown in the report.
+    """
+
+    figure: str
+    op: str
+    value: object
+    name: str = ""
+    why: str = ""
+
+    def __post_init__(self):
+        if self.op not in ("at least", "at most", "within"):
+            raise ValueError(f"unknown bound operator {self.op!r}")
+        if not self.name:
+            object.__setattr__(self, "name", self.figure)
+
+    def resolve(self, context: dict | None = None):
+        """The bar for this run (calls a callable value with ``context``)."""
+        return self.value(context or {}) if callable(self.value) else self.value
+
+    def describe(self, context: dict | None = None) -> str:
+        """Text such as ``hit rate at least 0.5``."""
+        try:
+            value = self.resolve(context)
+        except (KeyError, TypeError, ValueError):
+            value = "(depends on the run)"
+        if isinstance(value, tuple):
+            value = f"[{_short(value[0])}, {_short(value[1])}]"
+        else:
+            value = _short(value)
+        return f"{self.figure} {self.op} {value}"
+
+    def check(self, estimate: Estimate, context: dict | None = None) -> str:
+        """Verdict of ``estimate`` against this bound (see the module notes)."""
+        if estimate is None or not estimate.finite:
+            # a NaN figure is not evidence either way; an exact NaN cannot pass
+            return NOT_HOLD if estimate is not None and estimate.method == "exact" \
+                else INCONCLUSIVE
+        bar = self.resolve(context)
+        low, high = estimate.low, estimate.high
+        if self.op == "at least":
+            if low >= bar:
+                return HOLDS
+            return NOT_HOLD if high < bar else INCONCLUSIVE
+        if self.op == "at most":
+            if high <= bar:
+                return HOLDS
+            return NOT_HOLD if low > bar else INCONCLUSIVE
+        lo_bar, hi_bar = bar
+        if lo_bar <= low and high <= hi_bar:
+            return HOLDS
+        if high < lo_bar or low > hi_bar:
+            return NOT_HOLD
+        return INCONCLUSIVE
+
+    def to_dict(self, context: dict | None = None) -> dict:
+        """JSON form: ``figure``, ``op``, ``value``, ``name``, ``why``."""
+        try:
+            value = self.resolve(context)
+        except (KeyError, TypeError, ValueError):
+            value = None
+        if isinstance(value, tuple):
+            value = list(value)
+        return {"figure": self.figure, "op": self.op, "value": value, "name": self.name,
+                "why": self.why}
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def AtLeast(figure: str, value, name: str = "", why: str = "") -> Bound:  # noqa: N802
+    """``figure`` must be at least ``value``."""
+    return Bound(figure, "at least", value, name, why)
+
+
+def AtMost(figure: str, value, name: str = "", why: str = "") -> Bound:  # noqa: N802
+    """``figure`` must be at most ``value``."""
+    return Bound(figure, "at most", value, name, why)
+
+
+def Within(figure: str, low, high, name: str = "", why: str = "") -> Bound:  # noqa: N802
+    """``figure`` must lie in ``[low, high]``."""
+    return Bound(figure, "within", (low, high), name, why)
+
+
+# ------------------------------------------------------------- measurement --
+@dataclass
+class Measurement:
+    """What a measurement function returns.
+
+    Attributes
+    ----------
+    figures : dict
+        Named figures: :class:`Estimate` (bounded figures must be), or plain
+        numbers and strings shown for context.
+    detail : str
+        How the figure was made, in a few sentences.
+    tables : list of (rows, caption)
+    plots : list of (matplotlib.figure.Figure, caption)
+    explainers : dict or None
+        For claims run on every explainer: name -> ``{"measured": float,
+        "interval": [low, high], "verdict": str, "null": bool}``.
+    n : int or None
+        Examples behind the claim.
+    not_applicable : str or None
+        Why the claim cannot be measured on these data (a skip).
+    inconclusive : str or None
+        Why the claim cannot be decided although measured (too few examples).
+    """
+
+    figures: dict = field(default_factory=dict)
+    detail: str = ""
+    tables: list = field(default_factory=list)
+    plots: list = field(default_factory=list)
+    explainers: dict | None = None
+    n: int | None = None
+    not_applicable: str | None = None
+    inconclusive: str | None = None
+
+    def table(self, rows: list[dict], caption: str = "") -> None:
+        """Attach a table (a list of dicts with the same keys)."""
+        self.tables.append((rows, caption))
+
+    def plot(self, fig, caption: str = "") -> None:
+        """Attach a matplotlib figure."""
+        self.plots.append((fig, caption))
+
+    @classmethod
+    def skip(cls, reason: str) -> Measurement:
+        """A measurement of a claim these data cannot support."""
+        return cls(not_applicable=reason)
+
+
+# ---------------------------------------------------------------- registry --
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A declared claim (possibly a family over ``params``).
+
+    Attributes
+    ----------
+    id : str
+        Id template, e.g. ``"relevance.localisation.{composite}"``.
+    title : str
+        One sentence; may use the same ``{param}`` fields.
+    group : str
+        Report section (first component of the id).
+    measure : callable
+        ``measure(run, **params) -> Measurement``.
+    bounds : tuple of Bound
+    paper : object
+        The paper's value or words, where it has one.
+    unit : str
+        What the key figure counts.
+    params : dict
+        Parameter name -> tuple of values (the family's members).
+    tolerances : dict
+        Figure name (glob) -> ``pmt_core.report.regression.Tolerance`` for the
+        regression gate, overriding the default rules.
+    min_examples : int
+        Fewest examples the claim may be decided on (below: inconclusive).
+    """
+
+    id: str
+    title: str
+    group: str
+    measure: Callable
+    bounds: tuple = ()
+    paper: object = None
+    unit: str = ""
+    params: dict = field(default_factory=dict)
+    tolerances: dict = field(default_factory=dict)
+    min_examples: int = 0
+
+    def cases(self) -> list[ClaimCase]:
+        """One case per combination of parameter values, in declaration order."""
+        names = list(self.params)
+        combos = itertools.product(*(self.params[n] for n in names)) if names else [()]
+        return [ClaimCase(self, dict(zip(names, values, strict=True))) for values in combos]
+
+    @property
+    def doc(self) -> str:
+        """The measurement function's docstring (what the claim measures)."""
+        return inspect.cleandoc(self.measure.__doc__ or "")
+
+
+@dataclass(frozen=True)
+class ClaimCase:
+    """One claim: a spec with its parameters bound."""
+
+    spec: ClaimSpec
+    params: dict
+
+    @property
+    def id(self) -> str:
+        """The claim's id (the template filled in)."""
+        return self.spec.id.format(**self.params)
+
+    @property
+    def title(self) -> str:
+        """The claim's title (the template filled in)."""
+        return self.spec.title.format(**self.params)
+
+    @property
+    def bounds(self) -> tuple:
+        """The spec's bounds."""
+        return self.spec.bounds
+
+    def __repr__(self) -> str:
+        return f"ClaimCase({self.id})"
+
+
+#: claim template id -> ClaimSpec, filled by :func:`claim`.
+CLAIMS: dict[str, ClaimSpec] = {}
+
+
+def claim(claim_id: str, *, title: str, group: str | None = None, bounds: Sequence = (),
+          paper=None, unit: str = "", params: dict | None = None,
+          tolerances: dict | None = None, min_examples: int = 0):
+    """Register a measurement function as a claim (see the module notes).
+
+    Raises
+    ------
+    ValueError
+        On a duplicate id, a group that is not the id's first component, or a
+        template field without a parameter.
+    """
+    group = group or claim_id.split(".")[0]
+    if claim_id.split(".")[0] != group:
+        raise ValueError(f"claim {claim_id!r}: group {group!r} must be its first component")
+    params = {k: tuple(v) for k, v in (params or {}).items()}
+    fields = {f for _, f, _, _ in __import__("string").Formatter().parse(claim_id) if f}
+    if fields != set(params):
+        raise ValueError(f"claim {claim_id!r}: template fields {sorted(fields)} but parameters "
+                         f"{sorted(params)}")
+
+    def register(measure: Callable) -> Callable:
+        if claim_id in CLAIMS:
+            raise ValueError(f"claim {claim_id!r} is already registered")
+        CLAIMS[claim_id] = ClaimSpec(claim_id, title, group, measure, tuple(bounds), paper, unit,
+                                     params, dict(tolerances or {}), min_examples)
+        return measure
+
+    return register
+
+
+def all_cases(group: str | None = None) -> list[ClaimCase]:
+    """Every registered claim case (of one group), in registration order."""
+    _load_claim_modules()
+    return [case for spec in CLAIMS.values() if group in (None, spec.group)
+            for case in spec.cases()]
+
+
+def get_case(claim_id: str) -> ClaimCase:
+    """The case with this id.
+
+    Raises
+    ------
+    KeyError
+        When no registered claim has that id.
+    """
+    for case in all_cases():
+        if case.id == claim_id:
+            return case
+    raise KeyError(f"no claim {claim_id!r}")
+
+
+def _load_claim_modules() -> None:
+    # The claim modules register themselves on import.
+    from pmt_core.claims import catalogue  # noqa: F401
+
+
+# -------------------------------------------------------------- evaluation --
+@dataclass
+class Evaluation:
+    """A claim case evaluated on a run.
+
+    Attributes
+    ----------
+    case : ClaimCase
+    measurement : Measurement
+    verdict : str
+        One of :data:`VERDICTS`.
+    bound_verdicts : dict
+        Bound name -> verdict.
+    context : dict
+    reason : str
+        Why the verdict is what it is (failing bounds, the inconclusive reason).
+    """
+
+    case: ClaimCase
+    measurement: Measurement
+    verdict: str
+    bound_verdicts: dict
+    context: dict
+    reason: str = ""
+
+    @property
+    def failing_bounds(self) -> tuple[str, ...]:
+        """Names of the bounds that do not hold."""
+        return tuple(k for k, v in self.bound_verdicts.items() if v == NOT_HOLD)
+
+    def key_estimate(self) -> Estimate | None:
+        """The estimate of the first bound's figure (the claim's key figure)."""
+        if not self.case.bounds:
+            return None
+        value = self.measurement.figures.get(self.case.bounds[0].figure)
+        return value if isinstance(value, Estimate) else None
+
+
+def _as_estimate(value) -> Estimate | None:
+    if isinstance(value, Estimate):
+        return value
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return exact(value)
+    return None
+
+
+def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
+    """Measure ``case`` on ``run`` and check its bounds.
+
+    Parameters
+    ----------
+    case : ClaimCase
+    run : pmt_core.stages.Run
+    context : dict, optional
+        What bars may depend on (``profile``, ``dataset``, ``n_classes``,
+        ``class_names``); default taken from ``run``.
+
+    Returns
+    -------
+    Evaluation
+    """
+    measurement = case.spec.measure(run, **case.params)
+    if context is None:
+        context = run_context(run) if measurement.not_applicable is None else {}
+    if measurement.not_applicable is not None:
+        return Evaluation(case, measurement, NOT_APPLICABLE, {}, context,
+                          measurement.not_applicable)
+    verdicts = {}
+    for bound in case.bounds:
+        if bound.figure not in measurement.figures:
+            raise KeyError(f"claim {case.id}: bound on {bound.figure!r} but the measurement "
+                           f"has figures {sorted(measurement.figures)}")
+        verdicts[bound.name] = bound.check(_as_estimate(measurement.figures[bound.figure]),
+                                           context)
+    failing = [name for name, v in verdicts.items() if v == NOT_HOLD]
+    open_ = [name for name, v in verdicts.items() if v == INCONCLUSIVE]
+    too_few = (case.spec.min_examples and measurement.n is not None
+               and measurement.n < case.spec.min_examples)
+    if too_few and not measurement.inconclusive:
+        measurement.inconclusive = (f"{measurement.n} examples, fewer than the "
+                                    f"{case.spec.min_examples} this claim needs")
+    if failing:
+        verdict, reason = NOT_HOLD, "does not hold: " + ", ".join(
+            _bound_text(case, measurement, n, context) for n in failing)
+    elif measurement.inconclusive:
+        verdict, reason = INCONCLUSIVE, f"inconclusive: {measurement.inconclusive}"
+    elif open_:
+        verdict, reason = INCONCLUSIVE, "inconclusive at this size: " + ", ".join(
+            _bound_text(case, measurement, n, context) for n in open_)
+    else:
+        verdict, reason = HOLDS, "holds: " + ", ".join(
+            _bound_text(case, measurement, b.name, context) for b in case.bounds)
+    return Evaluation(case, measurement, verdict, verdicts, context, reason)
+
+
+def _bound_text(case: ClaimCase, m: Measurement, name: str, context: dict) -> str:
+    bound = next(b for b in case.bounds if b.name == name)
+    est = _as_estimate(m.figures.get(bound.figure))
+    if est is None:
+        return f"{bound.describe(context)} (no figure)"
+    interval = "" if est.method == "exact" else f" [{_fmt(est.low)}, {_fmt(est.high)}]"
+    return f"{bound.figure} = {_fmt(est.value)}{interval}, bar: {bound.op} " \
+           f"{_fmt_bar(bound.resolve(context))}"
+
+
+def _fmt(v) -> str:
+    return "nan" if v is None or not math.isfinite(v) else f"{v:.4g}"
+
+
+def _fmt_bar(v) -> str:
+    if isinstance(v, tuple):
+        return f"[{_fmt(v[0])}, {_fmt(v[1])}]"
+    return _fmt(float(v))
+
+
+def run_context(run) -> dict:
+    """What bars may depend on: profile, data set kind, class names and count."""
+    data = run.data
+    paths = run.features.result.paths if "features" in run.__dict__ else None
+    return {"profile": run.profile.name,
+            "dataset": "synthetic" if run.settings.dataset == "synthetic" else data.source,
+            "class_names": tuple(data.class_names), "n_classes": len(data.class_names),
+            "s1_path_share": None if paths is None else float(paths.first_order.mean())}

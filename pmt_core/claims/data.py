@@ -1,0 +1,145 @@
+"""Data claims: the classes differ by their modulation, never by a nuisance cue.
+
+``data.no_shortcut``: descriptors of what the network sees, without the
+modulation, predict the class near chance. ``data.modulation_present``: each
+example's recorded modulation rate is recovered from its signal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pmt_core.claims import thresholds as th
+from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
+from pmt_core.claims.estimates import minimum, wilson
+
+#: Descriptor that carries each technique's modulation: pitch for the frequency
+#: modulations (vibrato, trill), amplitude envelope for the re-articulations and
+#: amplitude modulations (tremolo, bisbigliando, flatterzunge).
+MECHANISM_DESCRIPTOR = {
+    "vibrato": "pitch_rate_hz",
+    "trill": "pitch_rate_hz",
+    "tremolo": "envelope_rate_hz",
+    "bisbigliando": "envelope_rate_hz",
+    "flatterzunge": "envelope_rate_hz",
+}
+
+
+def _chance(context) -> float:
+    return 1.0 / max(int(context.get("n_classes", 5)), 1)
+
+
+@claim("data.no_shortcut", title="Nuisance cues of the audio the network sees predict the "
+       "class near chance", unit="balanced accuracy (best guard classifier)",
+       bounds=[AtMost("balanced accuracy", lambda c: _chance(c) + th.SHORTCUT_MARGIN,
+                      why="chance + 0.10: a cue worth more would let a network shortcut")])
+def no_shortcut(run) -> Measurement:
+    """Balanced accuracy of the shortcut guard on descriptors of what the network sees."""
+    data, descriptors = run.data, run.features.descriptors
+    if len(data.class_names) < 2:
+        return Measurement.skip(f"one class only ({list(data.class_names)})")
+    if int(data.frame["technique"].value_counts().min()) < 2:
+        return Measurement.skip("a class has one example: no cross-validation possible")
+    return guard_measurement(data.frame, descriptors, run.settings.seed,
+                             "the data set's examples")
+
+
+def guard_predictions(frame, descriptors, seed: int, n_splits: int = 5):
+    """Out-of-fold predictions of the best guard classifier on all descriptors.
+
+    Returns ``(correct (n,) bool, labels (n,), scores per set (DataFrame), best name)``.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from pmt_core.data import shortcuts
+
+    table = shortcuts.shortcut_guard(frame, descriptors, n_splits=n_splits, seed=seed)
+    features = shortcuts.guard_descriptors(frame, descriptors)
+    every = tuple(n for names in shortcuts.DESCRIPTOR_SETS.values() for n in names)
+    columns = shortcuts._columns(features, every)
+    labels = frame["technique"].to_numpy()
+    best = table.loc["all"].drop(["best", "chance"]).astype(float).idxmax()
+    smallest = int(np.unique(labels, return_counts=True)[1].min())
+    folds = StratifiedKFold(n_splits=min(n_splits, smallest), shuffle=True, random_state=seed)
+    predicted = cross_val_predict(shortcuts.GUARD_CLASSIFIERS[best](),
+                                  features[columns].to_numpy(dtype=float), labels, cv=folds)
+    return predicted == labels, labels, table, best
+
+
+def guard_measurement(frame, descriptors, seed: int, what: str) -> Measurement:
+    """The guard's figure with a bootstrap interval, and its table per descriptor set."""
+    correct, labels, table, best = guard_predictions(frame, descriptors, seed)
+    ba = _balanced_bootstrap(correct, labels, seed)
+    per_set = {f"{name} alone": float(row["best"]) for name, row in table.iterrows()
+               if name != "all"}
+    n_classes = len(np.unique(labels))
+    m = Measurement(figures={"balanced accuracy": ba, "chance": 1.0 / n_classes, **per_set},
+                    n=len(correct))
+    m.detail = (f"Cross-validated (5 stratified folds) balanced accuracy on {what} "
+                f"({len(correct)}), best classifier on all descriptors ({best}); descriptors "
+                "of the clip divided by its standard deviation, as the network sees it (no "
+                "loudness): log spectral flatness, long-term spectral slope, log centroid, "
+                "log f0, family. Interval: bootstrap over examples within class.")
+    m.table([{"descriptors": name, **{k: float(v) for k, v in row.items()}}
+             for name, row in table.iterrows()], "Guard's balanced accuracy per descriptor set")
+    return m
+
+
+def _balanced(correct, labels) -> float:
+    return float(np.mean([correct[labels == k].mean() for k in np.unique(labels)]))
+
+
+def _balanced_bootstrap(correct, labels, seed):
+    from pmt_core.claims.estimates import CONFIDENCE, N_BOOTSTRAP, Estimate
+
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == k) for k in np.unique(labels)]
+    draws = [np.mean([correct[g[rng.integers(0, g.size, g.size)]].mean() for g in groups])
+             for _ in range(N_BOOTSTRAP)]
+    alpha = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return Estimate(_balanced(correct, labels), float(low), float(high),
+                    "bootstrap over examples within class", len(correct))
+
+
+@claim("data.modulation_present", title="Each example's recorded modulation rate is recovered "
+       "from its signal", unit="fraction recovered (lowest class)",
+       bounds=[AtLeast("fraction recovered", th.MODULATION_PRESENT_MIN_FRACTION,
+                       name="every class", why="worst measured class 0.88, less 0.08")])
+def modulation_present(run) -> Measurement:
+    """Per class, share of examples whose rate the pitch or envelope track shows."""
+    data, descriptors = run.data, run.features.descriptors
+    rates = data.column("modulation_rate_hz")
+    if rates is None or not np.any(np.isfinite(rates)):
+        return Measurement.skip("the data set records no modulation rates")
+    missing = sorted(set(MECHANISM_DESCRIPTOR.values()) - set(descriptors.columns))
+    if missing:
+        return Measurement.skip(f"descriptors lack {missing}")
+    per_class, rows = {}, []
+    techniques = data.frame["technique"].to_numpy()
+    for name in data.class_names:
+        rows_k = (techniques == name) & np.isfinite(rates) & (rates > 0)
+        if not rows_k.any():
+            continue
+        measured = descriptors[MECHANISM_DESCRIPTOR[name]].to_numpy(dtype=float)[rows_k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            error = np.abs(np.log2(measured / rates[rows_k]))
+        error = np.where(np.isfinite(error), error, np.inf)
+        hits = int(np.sum(error <= th.RATE_RECOVERY_TOL_OCTAVES))
+        per_class[name] = wilson(hits, int(rows_k.sum()))
+        rows.append({"technique": name, "descriptor": MECHANISM_DESCRIPTOR[name],
+                     "n": int(rows_k.sum()), "fraction recovered": hits / rows_k.sum(),
+                     "median error (oct)": float(np.median(error)),
+                     "octave errors": int(np.sum(np.abs(error - 1.0)
+                                                 < th.RATE_RECOVERY_TOL_OCTAVES))})
+    lowest_name, lowest = minimum(per_class)
+    m = Measurement(figures={"fraction recovered": lowest, "lowest class": lowest_name,
+                             **{f"recovered {k}": v for k, v in per_class.items()}},
+                    n=int(np.isfinite(rates).sum()))
+    m.detail = (f"Recovered: |log2(measured / recorded)| <= {th.RATE_RECOVERY_TOL_OCTAVES} "
+                "octave, by pitch_rate_hz (vibrato, trill) or envelope_rate_hz (tremolo, "
+                "bisbigliando, flatterzunge) of pmt_core.data.descriptors; Wilson intervals "
+                "over each class's examples.")
+    m.table(rows, "Rate recovery per class (octave errors: twice or half the recorded rate)")
+    return m
+

@@ -1,0 +1,178 @@
+"""LRP mechanics claims: canonizer, zennit against a float64 reference, conservation.
+
+Run on every S1+S2 replicate (the canonizer on both input kinds); figures are
+worst cases over replicates and examples, which the bars bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pmt_core.claims import protocol as pr
+from pmt_core.claims import thresholds as th
+from pmt_core.claims.core import AtLeast, AtMost, Measurement, Within, claim
+from pmt_core.claims.estimates import crossed_bootstrap, exact, wilson
+from pmt_core.explain import lrp
+from pmt_core.explain import lrp_reference as ref
+
+COMPOSITES = tuple(lrp.RULES)
+
+
+def _spread(n_total: int, n: int) -> np.ndarray:
+    """Evenly spaced example indices (the split may be ordered by class)."""
+    return np.unique(np.linspace(0, n_total - 1, min(n, n_total)).round().astype(int))
+
+
+@claim("lrp.canonizer", title="zennit merges exactly the conv+BN pairs; logits move only by "
+       "the kept batch-norm eps", unit="max relative logit shift",
+       bounds=[Within("batch norms merged", th.CONV_BN_PAIRS, th.CONV_BN_PAIRS),
+               AtMost("max relative logit shift", th.CANONIZER_MAX_REL_LOGIT_SHIFT,
+                      why="~7x the first-order estimate 1.5e-5 of the kept eps")])
+def canonizer(run) -> Measurement:
+    """Merged batch norms (fewest over replicates) and the largest relative logit shift."""
+    rows, merged, shifts = [], [], []
+    for kind, models in run.models.replicates.items():
+        x = run.test_inputs(kind)
+        for mm in models:
+            pairs = lrp.count_conv_bn_pairs(mm.model)
+            n_merged = lrp.explain(mm.model, x[:2], "epsilon").n_merged_batchnorms
+            rel = lrp.merged_logit_shift(mm.model, x, relative=True)
+            merged.append(min(n_merged, pairs))
+            shifts.append(rel)
+            rows.append({"input": kind, "replicate": mm.replicate, "conv+BN pairs": pairs,
+                         "merged": n_merged, "relative logit shift": f"{rel:.3g}"})
+    m = Measurement(figures={"batch norms merged": exact(min(merged)),
+                             "max relative logit shift": exact(max(shifts))})
+    m.detail = ("SequentialMergeBatchNorm pairs leaves in assignment order; the merged count "
+                "is read from the registered canonizer and compared with the conv+BN pairs "
+                "traced in a forward pass. zennit resets merged batch norms but keeps eps = "
+                "1e-5, so each scales by (1 + 1e-5)^-1/2; shift relative to the largest test "
+                "logit.")
+    m.table(rows, "Batch-norm merging per model")
+    return m
+
+
+@claim("lrp.reference_match.{composite}", title="zennit LRP ({composite}) equals a "
+       "matrix-form float64 re-implementation", params={"composite": COMPOSITES},
+       unit="max relative error",
+       bounds=[AtMost("max relative error", th.REFERENCE_MAX_REL_ERR,
+                      why="float64 rounding is 1e-16 to 1e-14; a wiring error shows at 1e-2")])
+def reference_match(run, composite) -> Measurement:
+    """Max over examples and replicates of max|R_zennit - R_ref| / max|R_ref| (float64)."""
+    x_all = run.test_inputs("s1s2")
+    idx = _spread(len(x_all), pr.LRP_REFERENCE_N_EXAMPLES)
+    errors = []
+    for mm in run.models.replicates["s1s2"]:
+        target = mm.test_pred[idx]
+        e64 = lrp.explain(mm.model, x_all[idx], composite, target=target, dtype=torch.float64)
+        r = ref.reference_lrp(mm.model, x_all[idx].cpu(), composite, target=target)
+        scale = np.abs(r.relevance).max((1, 2))
+        errors.append(np.abs(e64.relevance - r.relevance).max((1, 2)) / scale)
+    errors = np.concatenate(errors)
+    m = Measurement(figures={"max relative error": exact(errors.max(), errors.size),
+                             "median relative error": float(np.median(errors))},
+                    n=errors.size)
+    m.detail = (f"{len(idx)} test examples evenly spaced over the split, per replicate; the "
+                "explained class is the replicate's prediction, top = logit. Reference: numpy "
+                "float64, batch norms merged by hand as zennit does (kept eps factor), "
+                "convolutions as unfolded matrix products.")
+    return m
+
+
+@claim("lrp.conservation.{composite}", title="LRP ({composite}) conserves relevance layer by "
+       "layer in zennit's own backward pass, once the absorbed share is counted",
+       params={"composite": COMPOSITES}, unit="worst relative residual",
+       bounds=[AtMost("worst relative residual", th.CONSERVATION_MAX_REL_RESIDUAL,
+                      why="float64 rounding; a wrong backward pass shows at 1e-2 or more")])
+def conservation(run, composite) -> Measurement:
+    """Worst |R_in + absorbed - R_out| / scale over layers, examples and replicates.
+
+    R_in and R_out are zennit's relevances at each layer boundary (captured from
+    its backward pass); the absorbed terms (bias and stabiliser shares) are
+    computed from the forward activations, so a backward pass that loses,
+    creates or misroutes relevance leaves a residual.
+    """
+    x_all = run.test_inputs("s1s2")
+    idx = _spread(len(x_all), pr.LRP_CONSERVATION_N_EXAMPLES)
+    worst, rows = 0.0, []
+    for mm in run.models.replicates["s1s2"]:
+        result = lrp.conservation(mm.model, x_all[idx], composite, target=mm.test_pred[idx],
+                                  device=run.device)
+        worst = max(worst, result.worst_relative_residual)
+        if mm.replicate == 0:
+            top = result.top_relevance
+            rows = [{"layer": b.name, "rule": b.rule,
+                     "absorbed share of the top (mean)": float(np.mean(b.absorbed / top)),
+                     "worst relative residual": float(np.max(b.relative_residual))}
+                    for b in result.budgets if np.any(b.absorbed != 0)]
+    m = Measurement(figures={"worst relative residual": exact(worst)},
+                    n=len(idx) * run.models.n_replicates)
+    m.detail = (f"{len(idx)} test examples per replicate, float64. Absorbed: bias share "
+                "sum_j R_j b_j / (z_j + eps sign z_j) (b+ over the z+ denominator for z+; "
+                "merged batch norms and the folded input norm count as biases) plus the "
+                "stabiliser share, from the forward pass.")
+    m.table(rows, f"Relevance absorbed per layer ({composite}), replicate 0")
+    return m
+
+
+@claim("lrp.conservation_exact.{composite}", title="On the bias-free network, LRP "
+       "({composite}) with epsilon -> 0 conserves relevance exactly",
+       params={"composite": COMPOSITES}, unit="max |sum R_in / R_top - 1|",
+       bounds=[AtMost("max relative error", th.EXACT_CONSERVATION_MAX_REL_ERR,
+                      why="exact by the rules' algebra: only float64 rounding remains")])
+def conservation_exact(run, composite) -> Measurement:
+    """Max over examples and replicates of |sum R_in / R_top - 1| on a bias-free copy."""
+    x_all = run.test_inputs("s1s2")
+    idx = _spread(len(x_all), pr.LRP_CONSERVATION_N_EXAMPLES)
+    errors = []
+    eps = {"epsilon": lrp.VANISHING_EPSILON, "stabilizer": lrp.VANISHING_EPSILON}
+    for mm in run.models.replicates["s1s2"]:
+        free = lrp.bias_free_copy(mm.model)
+        e = lrp.explain(free, x_all[idx], composite, target=mm.test_pred[idx],
+                        dtype=torch.float64, params=eps, device=run.device)
+        errors.append(np.abs(e.input_share - 1.0))
+    errors = np.concatenate(errors)
+    m = Measurement(figures={"max relative error": exact(float(errors.max()), errors.size)},
+                    n=errors.size)
+    m.detail = ("Every bias and batch-norm shift of each trained network set to zero (scales "
+                "kept), epsilon and stabiliser 1e-300, float64: with no constant term left, "
+                "the rules redistribute all of the top relevance (Bach et al. 2015), so the "
+                "input sum equals the explained logit up to rounding.")
+    return m
+
+
+@claim("lrp.input_share.{composite}", title="LRP ({composite}): the input receives a share of "
+       "the explained logit, with its sign", params={"composite": COMPOSITES},
+       unit="share of maps whose sum has the logit's opposite sign",
+       bounds=[AtMost("sign-inverted maps", th.MAX_SIGN_INVERTED_SHARE,
+                      why="conservation: the input sum carries the logit's sign"),
+               AtLeast("median input share", th.MIN_MEDIAN_INPUT_SHARE,
+                       why="below a tenth the map explains mostly biases")])
+def input_share(run, composite) -> Measurement:
+    """Share of test maps whose input sum opposes the logit; median sum R_in / R_top."""
+    x = run.test_inputs("s1s2")
+    shares = []
+    for mm in run.models.replicates["s1s2"]:
+        e = lrp.explain(mm.model, x, composite, target=mm.test_pred, top="logit",
+                        device=run.device)
+        shares.append(e.input_share)
+    shares = np.array(shares)  # (replicates, n)
+    inverted = (shares < 0).astype(float)
+    frac = wilson(float(inverted.mean(axis=0).sum()), shares.shape[1],
+                  inverted.mean(axis=1).tolist())
+    median = crossed_bootstrap(shares, lambda a: float(np.nanmedian(a)),
+                               seed=run.settings.seed)
+    m = Measurement(figures={"sign-inverted maps": frac, "median input share": median,
+                             "maps above the logit": float(np.mean(shares > 1))},
+                    n=shares.shape[1])
+    m.detail = ("Per test example and replicate, sum of the input relevance over the top "
+                "relevance (the explained logit). A negative share: the map's total evidence "
+                "opposes the prediction it explains. Interval of the inverted share: Wilson "
+                "over the test examples (each example's share of inverting replicates); of "
+                "the median: crossed bootstrap.")
+    q = np.quantile(shares, [0.05, 0.25, 0.5, 0.75, 0.95])
+    m.table([{"quantile": k, "input share": float(v)}
+             for k, v in zip(("5%", "25%", "50%", "75%", "95%"), q, strict=True)],
+            "Distribution of the input share over test examples and replicates")
+    return m

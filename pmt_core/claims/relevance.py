@@ -1,0 +1,587 @@
+"""Relevance claims of the paper (sections 4.2-4.3), each run on every explainer.
+
+Relevance lives in the compressed input domain (method.md section 1; the input
+batch norm folded into the first convolution, pmt_core.explain.lrp); maps are
+its average over the frames, for the replicate's predicted class (one-hot top,
+so a map's sign never depends on the logit's). Every family below computes its
+figure for every explainer of :mod:`pmt_core.explain.explainers`; a paper
+reading passes only if it also beats the strongest null the family must reject
+(:mod:`pmt_core.claims.families`).
+
+Scoring conventions:
+
+* "Peak" = largest signed time-averaged relevance among the S2 paths (the
+  paper's argmax, Eq. 13): the most positive evidence for the explained class.
+* Where relevance lands (localisation, peak modulation, pitch) is scored on
+  correctly classified test examples only, per replicate: only for them is the
+  explanation one of the true technique.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from pmt_core.claims import protocol as pr
+from pmt_core.claims import thresholds as th
+from pmt_core.claims.core import AtLeast, AtMost, claim
+from pmt_core.claims.estimates import (
+    CONFIDENCE,
+    Estimate,
+    MacroMean,
+    MeanOfFinite,
+    exact,
+    minimum,
+)
+from pmt_core.claims.families import (
+    Family,
+    FamilyResult,
+    class_macro,
+    family,
+    reading_bounds,
+    reading_measurement,
+)
+from pmt_core.explain import relevance as R
+from pmt_core.explain.explainers import lrp_explainer_names
+from pmt_core.figures.claims import explainer_bars_figure, scatter_figure
+from pmt_core.techniques import MODULATION_BAND_HZ
+
+COMPOSITES = lrp_explainer_names()
+
+
+# ------------------------------------------------------------------ the view --
+class View:
+    """Test-split arrays the relevance families share (one per run, memoised)."""
+
+    def __init__(self, run):
+        models = run.models.replicates["s1s2"]
+        self.paths = run.compression.paths
+        self.class_names = tuple(run.data.class_names)
+        self.true = np.asarray(models[0].test_true, dtype=int)
+        self.pred = np.stack([np.asarray(m.test_pred, dtype=int) for m in models])
+        self.correct = self.pred == self.true[None, :]
+        self.n_rep, self.n = self.pred.shape
+        self.classes = np.broadcast_to(self.true, self.pred.shape).astype(float)
+        self.maps = run.explanations.maps
+        self.rate = run.data.column("modulation_rate_hz", "test")
+        self.f0 = run.data.column("f0_hz", "test")
+        self.distractor = run.data.column("distractor_rate_hz", "test")
+        self.energy = run.test_energy
+
+    def known(self, column) -> np.ndarray:
+        """(n,) bool: the column is finite and positive."""
+        if column is None:
+            return np.zeros(self.n, bool)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(column) & (column > 0)
+
+    def class_rows(self):
+        """(index, name) of the classes present in the test split."""
+        return [(k, n) for k, n in enumerate(self.class_names) if np.any(self.true == k)]
+
+
+def view(run) -> View:
+    """The run's :class:`View` (computed once)."""
+    return run.memo("relevance_view", lambda: View(run))
+
+
+_macro = MacroMean()
+_mean = MeanOfFinite()
+
+
+def _median(values):
+    v = values[0][np.isfinite(values[0])]
+    return float(np.median(v)) if v.size else math.nan
+
+
+# -------------------------------------------------------------- localisation --
+def _localisation(run) -> FamilyResult:
+    v = view(run)
+    if not v.known(v.rate).any():
+        return FamilyResult(not_applicable="the data set has no per-example modulation rate")
+    tol = pr.RATE_TOL_OCTAVES
+    out = FamilyResult(strata=v.true)
+    hits_all, chance = {}, None
+    for name, per_rep in v.maps.items():
+        lift = np.full((v.n_rep, v.n), np.nan)
+        hits = np.full((v.n_rep, v.n), np.nan)
+        for r in range(v.n_rep):
+            keep = v.correct[r] & v.known(v.rate)
+            if not keep.any():
+                continue
+            peak = R.peak_modulation_hz(per_rep[r][keep], v.paths)
+            hit = R.octave_distance(peak, v.rate[keep]) <= tol
+            hits[r, keep] = hit
+            lift[r, keep] = hit - R.expected_permuted_hits(peak, v.rate[keep], v.true[keep], tol)
+        out.values[name] = (lift, v.classes)
+        hits_all[name] = hits
+    scored = v.correct & v.known(v.rate)[None, :]
+    out.n = int(scored.any(axis=0).sum())
+    chance = R.chance_hit_rate(v.paths, np.where(v.known(v.rate), v.rate, 1.0), tol)
+    chance_macro = class_macro(np.where(scored, chance[None, :], np.nan), v.classes)
+    for name, hits in hits_all.items():
+        out.figures[name] = {"hit rate (macro)": class_macro(hits, v.classes),
+                             "chance hit rate (random map, macro)": chance_macro}
+    out.detail = (
+        f"Correctly classified test examples with a known rate, per replicate ({out.n} "
+        f"examples scored by at least one of {v.n_rep} replicates). Hit: the S2 path with the "
+        f"largest time-averaged relevance has lambda2 within {tol} octave of the example's "
+        "rate. Figure: hit minus the expected hit against the rates of the example's class "
+        "shuffled (a map that knows only the class scores 0), macro-averaged over classes; "
+        "interval: crossed bootstrap over replicates and examples.")
+    out.tables.append(([{"explainer": n, **{k: round(x, 4) for k, x in out.figures[n].items()}}
+                        for n in out.values], "Hit rates per explainer (macro over classes)"))
+    return out
+
+
+LOCALISATION = family(Family(
+    "relevance.localisation",
+    AtLeast("lift over permuted rates", th.LOCALISATION_MIN_LIFT, name="tracks the rate",
+            why="a map that knows only the class scores 0; five points above it"),
+    _macro, _localisation, margin=th.NULL_MARGIN))
+
+
+@claim("relevance.localisation.{composite}", title="Peak S2 relevance ({composite}) lies at "
+       "each example's own modulation rate, beyond its class's rates and every null",
+       params={"composite": COMPOSITES}, unit="hit rate minus the permuted-rate hit rate",
+       paper="relevance is localised around the modulation rate (e.g. 8 Hz trill, 32 Hz "
+             "flatterzunge), section 4.2", bounds=reading_bounds(LOCALISATION))
+def localisation(run, composite):
+    """Lift of the peak's hit rate over the within-class permuted rates, per explainer."""
+    return reading_measurement(run, LOCALISATION, composite)
+
+
+# ------------------------------------------------------------- peak modulation --
+def _rate_rho(values) -> float:
+    """Mean over replicate rows of the Fisher-pooled within-class Spearman rho.
+
+    Vectorised over the rows (ranks along each row), since the bootstrap calls it
+    for every resample: the same figure as pmt_core.explain.relevance.
+    within_class_rank_correlation row by row, ties ranked by their mean.
+    """
+    peak, rate, classes = values
+    zs, ws = np.zeros(peak.shape[0]), np.zeros(peak.shape[0])
+    for c in np.unique(classes[0]):
+        cols = classes[0] == c
+        p, q = peak[:, cols], rate[:, cols]
+        ok = np.isfinite(p) & np.isfinite(q)
+        n = ok.sum(axis=1)
+        # rank only the scored entries of each row (NaN sorts last and is masked)
+        rp = stats.rankdata(np.where(ok, p, np.inf), axis=1)
+        rq = stats.rankdata(np.where(ok, q, np.inf), axis=1)
+        rp, rq = np.where(ok, rp, np.nan), np.where(ok, rq, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dp = rp - np.nanmean(rp, axis=1, keepdims=True)
+            dq = rq - np.nanmean(rq, axis=1, keepdims=True)
+            rho = np.nansum(dp * dq, 1) / np.sqrt(np.nansum(dp**2, 1) * np.nansum(dq**2, 1))
+        rho = np.where(np.isfinite(rho), rho, 0.0)  # constant within the class: no association
+        use = n >= 4
+        zs += np.where(use, np.arctanh(np.clip(rho, -0.999999, 0.999999)) * (n - 3), 0.0)
+        ws += np.where(use, n - 3, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows = np.tanh(zs / ws)
+    rows = rows[np.isfinite(rows)]
+    return float(rows.mean()) if rows.size else math.nan
+
+
+def _peak_modulation(run) -> FamilyResult:
+    v = view(run)
+    if not v.known(v.rate).any():
+        return FamilyResult(not_applicable="the data set has no per-example modulation rate")
+    out = FamilyResult(strata=v.true)
+    rate = np.broadcast_to(np.log2(np.where(v.known(v.rate), v.rate, np.nan)), v.pred.shape)
+    for name, per_rep in v.maps.items():
+        peaks = np.full((v.n_rep, v.n), np.nan)
+        for r in range(v.n_rep):
+            keep = v.correct[r] & v.known(v.rate)
+            peaks[r, keep] = np.log2(R.peak_modulation_hz(per_rep[r][keep], v.paths))
+        out.values[name] = (peaks, np.array(rate), v.classes)
+        share, rows = R.ordered_pair_share(np.exp2(peaks).ravel(), v.classes.ravel(),
+                                           v.class_names, MODULATION_BAND_HZ)
+        out.figures[name] = {"ordered pairs": exact(share, len(rows))}
+        if name in COMPOSITES:
+            out.tables.append((rows, f"{name}: class medians of the peak lambda2 (all "
+                                     "replicates), pairs the a-priori bands order"))
+    out.n = int((v.correct & v.known(v.rate)[None, :]).any(axis=0).sum())
+    out.detail = (
+        "Discrimination, not band placement: within each class, Spearman rho between each "
+        "correctly classified example's peak lambda2 and its true rate, pooled over classes "
+        "by Fisher z (weights n - 3) and averaged over replicates (a class-constant map "
+        "scores 0). Second bound: every pair of techniques whose a-priori bands "
+        "(pmt_core.techniques.MODULATION_BAND_HZ, fixed before any data) do not overlap "
+        "must be ordered as the bands by the class medians of the peak.")
+
+    def plot(composite):
+        peaks = np.exp2(out.values[composite][0])
+        rates = np.broadcast_to(v.rate, peaks.shape)
+        x = {n: rates[v.classes == k].ravel() for k, n in v.class_rows()}
+        y = {n: peaks[v.classes == k].ravel() for k, n in v.class_rows()}
+        return (scatter_figure(x, y, f"{composite}: peak lambda2 against the true rate",
+                               "true modulation rate (Hz)", "peak lambda2 (Hz)"),
+                "Each correctly classified example and replicate: the lambda2 of its S2 "
+                "relevance peak against its true rate; a faithful map follows the diagonal "
+                "within each class.")
+
+    out.plots.append(plot)
+    return out
+
+
+PEAK_MODULATION = family(Family(
+    "relevance.peak_modulation",
+    AtLeast("within-class rate correlation", th.PEAK_MIN_RATE_RHO, name="follows the rate",
+            why="a class-constant map scores 0; 0.2 is the floor of a weak association"),
+    _rate_rho, _peak_modulation,
+    extra_bounds=(AtLeast("ordered pairs", th.PEAK_MIN_ORDERED_SHARE, name="physical order",
+                          why="bands fixed a priori (method.md section 6)"),)))
+
+
+@claim("relevance.peak_modulation.{composite}", title="The peak lambda2 of relevance "
+       "({composite}) follows each example's rate within its class, and orders the "
+       "techniques as physics does", params={"composite": COMPOSITES},
+       unit="within-class Spearman rho (peak lambda2, rate)",
+       paper="'8 Hz trill, 32 Hz flatterzunge' (section 4.2)",
+       bounds=reading_bounds(PEAK_MODULATION))
+def peak_modulation(run, composite):
+    """Within-class rank correlation of the peak lambda2 with the true rate."""
+    return reading_measurement(run, PEAK_MODULATION, composite)
+
+
+# -------------------------------------------------------------- pitch invariance --
+def _group_cosines(onehot_groups: np.ndarray, profiles: np.ndarray) -> np.ndarray:
+    """Mean pairwise cosine of group profile sums, for a stack of groupings.
+
+    onehot_groups : (K, G, m); profiles : (m, bins) -> (K,)
+    """
+    sums = np.einsum("kgm,mb->kgb", onehot_groups, profiles)
+    norms = np.linalg.norm(sums, axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = sums / norms
+    a, b = np.triu_indices(sums.shape[1], k=1)
+    cos = np.einsum("kpb,kpb->kp", unit[:, a], unit[:, b])
+    return np.nanmean(np.where(np.isfinite(cos), cos, np.nan), axis=1)
+
+
+def pitch_ratio_draws(profiles: np.ndarray, groups: np.ndarray, rng, n_boot: int,
+                      n_splits: int) -> tuple[float, np.ndarray]:
+    """Ratio of the f0-split cosine to the random-split cosine, and bootstrap draws.
+
+    Parameters
+    ----------
+    profiles : numpy.ndarray, (m, bins)
+        Per example, its top-n positions summed along lambda2 (Eq. 13 profile).
+    groups : numpy.ndarray of int, (m,)
+        f0 group (tercile) of each example.
+    rng : numpy.random.Generator
+    n_boot, n_splits : int
+        Bootstrap draws (examples resampled within their f0 group), and random
+        splits (into groups of the same sizes) per draw.
+
+    Returns
+    -------
+    ratio : float
+    draws : numpy.ndarray, (n_boot,)
+    """
+    n_groups = int(groups.max()) + 1
+
+    def onehot(labels):  # (K, m) -> (K, G, m)
+        return (labels[:, None, :] == np.arange(n_groups)[None, :, None]).astype(float)
+
+    def ratio(prof, grp):
+        observed = _group_cosines(onehot(grp[None, :]), prof)[0]
+        perms = np.stack([rng.permutation(grp) for _ in range(n_splits)])
+        null = np.nanmean(_group_cosines(onehot(perms), prof))
+        return observed / null if null > 0 else math.nan
+
+    point = ratio(profiles, groups)
+    members = [np.flatnonzero(groups == g) for g in range(n_groups)]
+    draws = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in members])
+        draws[b] = ratio(profiles[idx], groups[idx])
+    return point, draws
+
+
+def _planted_pitch_maps(v: View) -> list:
+    # A map that moves with pitch: its S2 peak at the lambda2 nearest f0 / 8 (below
+    # the f0 / 2 limit), faint noise elsewhere. The pitch claim must reject it.
+    lam2 = np.asarray(v.paths.modulation_hz)
+    s2 = np.asarray(v.paths.second_order)
+    rng = np.random.default_rng(0)
+    maps = 1e-3 * rng.random((v.n, len(v.paths)))
+    target = np.where(v.known(v.f0), v.f0, 440.0) / 8
+    for i, t in enumerate(target):
+        d = np.where(s2, np.abs(np.log2(np.where(s2, lam2, 1.0) / t)), np.inf)
+        maps[i, d <= d.min() + 1e-9] += 1.0
+    return [maps] * v.n_rep
+
+
+def _pitch(run) -> FamilyResult:
+    v = view(run)
+    if not v.known(v.f0).any():
+        return FamilyResult(not_applicable="the data set has no per-example pitch (f0_hz)")
+    out = FamilyResult()
+    alpha = 1 - CONFIDENCE  # one-sided 0.05 per class before Holm
+    maps_all = dict(v.maps)
+    maps_all["planted_pitch"] = _planted_pitch_maps(v)
+    rows = []
+    for name, per_rep in maps_all.items():
+        per_class = {}
+        for k, cname in v.class_rows():
+            ratios, draws = [], []
+            for r in range(v.n_rep):
+                m = np.flatnonzero(v.correct[r] & v.known(v.f0) & (v.true == k))
+                if m.size < max(pr.PITCH_MIN_EXAMPLES_PER_CLASS, pr.PITCH_N_GROUPS):
+                    continue
+                maps = R.restrict_below(per_rep[r][m], v.paths,
+                                        pr.PITCH_MAX_LAMBDA2_OVER_F0 * v.f0[m])
+                freqs, prof = R._example_profiles(maps, v.paths, pr.AGGREGATE_TOP_N)
+                groups = np.empty(m.size, int)
+                for g, part in enumerate(np.array_split(np.argsort(v.f0[m], kind="stable"),
+                                                        pr.PITCH_N_GROUPS)):
+                    groups[part] = g
+                rng = np.random.default_rng([run.settings.seed, k, r])
+                point, d = pitch_ratio_draws(prof, groups, rng, pr.PITCH_N_BOOTSTRAP,
+                                             pr.PITCH_N_RANDOM_SPLITS)
+                ratios.append(point)
+                draws.append(d)
+            if ratios:
+                per_class[cname] = (float(np.nanmean(ratios)), np.nanmean(draws, axis=0),
+                                    tuple(ratios))
+        if not per_class:
+            continue
+        # Holm over classes: the class with the j-th smallest p reads its lower bound
+        # at level alpha / (c - j) (one-sided), so "every lower bound >= 0.9" is Holm's
+        # rejection of every "ratio < 0.9".
+        p = {c: float(np.mean(d <= th.PITCH_MIN_RATIO_LOWER)) for c, (_, d, _) in per_class.items()}
+        order = sorted(per_class, key=lambda c: p[c])
+        estimates = {}
+        for j, c in enumerate(order):
+            point, d, reps = per_class[c]
+            level = alpha / (len(order) - j)
+            low = float(np.nanquantile(d, level))
+            high = float(np.nanquantile(d, 1 - (1 - CONFIDENCE) / 2))
+            estimates[c] = Estimate(point, low, high, "bootstrap within f0 groups, Holm",
+                                    None, reps)
+            if name in COMPOSITES or name == "planted_pitch":
+                rows.append({"explainer": name, "class": c, "ratio": point,
+                             "Holm lower bound": low, "upper bound": high,
+                             "p (ratio <= 0.9)": p[c]})
+        lowest_class, lowest = minimum(estimates)
+        out.estimates[name] = lowest
+        out.values[name] = ()
+        out.figures[name] = {"class with the lowest ratio": lowest_class}
+    out.n = int(v.known(v.f0).sum())
+    out.tables.append((rows, "Pitch-split over random-split profile cosine per class"))
+    out.detail = (
+        "Equivalence, not failure to reject: per class, correctly classified test examples "
+        f"with known f0 are split into {pr.PITCH_N_GROUPS} f0 quantile groups; each group's "
+        f"class aggregate (Eq. 13, top-{pr.AGGREGATE_TOP_N}, lambda2 below f0 / 2 only: "
+        "harmonic beating puts S2 energy at lambda2 ~ f0 whatever the explanation) is "
+        "summed along lambda2, and the groups' mean pairwise cosine is divided by the same "
+        f"for {pr.PITCH_N_RANDOM_SPLITS} random splits of the same examples (ratio ~ 1 when "
+        "relevance ignores pitch). The claim holds when, for every class, the Holm-adjusted "
+        f"one-sided lower bound ({pr.PITCH_N_BOOTSTRAP} bootstrap draws within the f0 groups) "
+        f"is at least {th.PITCH_MIN_RATIO_LOWER}. Power: a planted map whose peak sits at "
+        "f0 / 8 must be rejected.")
+    return out
+
+
+PITCH = family(Family(
+    "relevance.pitch_invariance",
+    AtLeast("lowest class ratio", th.PITCH_MIN_RATIO_LOWER, name="invariant to pitch",
+            why="equivalence within 10 %, Holm over classes"),
+    lambda values: math.nan, _pitch, must_reject=("planted_pitch",), margin=None,
+    excluded="class-constant and random maps ignore pitch by construction, and maps of "
+             "the input, its energy or a randomised model follow the signal, whose modulation "
+             "below f0 / 2 does not depend on pitch: invariance is necessary, not sufficient, "
+             "and the localisation claims carry the discrimination."))
+
+
+@claim("relevance.pitch_invariance.{composite}", title="Class aggregates of relevance "
+       "({composite}) keep their lambda2 profile across pitch (equivalence within 10 %)",
+       params={"composite": COMPOSITES}, unit="pitch-split / random-split profile cosine",
+       paper="'high values at the modulation rate of the playing techniques across pitch' "
+             "(section 4.3)", bounds=reading_bounds(PITCH))
+def pitch_invariance(run, composite):
+    """Lowest class ratio of f0-split to random-split profile similarity (lower bound)."""
+    return reading_measurement(run, PITCH, composite)
+
+
+# ------------------------------------------------------------------- S1 share --
+def _s1_share(run) -> FamilyResult:
+    v = view(run)
+    out = FamilyResult(strata=v.true, n=v.n)
+    for name, per_rep in v.maps.items():
+        out.values[name] = (np.stack([R.s1_share(m, v.paths) for m in per_rep]),)
+    out.detail = (f"Per test example, sum |R| on the {int(v.paths.first_order.sum())} S1 paths "
+                  f"over sum |R| on all {len(v.paths)}; median over examples and replicates, "
+                  f"against S1's share of the paths ({v.paths.first_order.mean():.3f}).")
+    return out
+
+
+S1_SHARE = family(Family(
+    "relevance.s1_share",
+    AtMost("median S1 share", lambda c: c["s1_path_share"], name="S1 carries little",
+           why="S1's share of the paths: less than its head count"),
+    _median, _s1_share,
+    must_reject=("random", "input", "energy_raw", "energy_norm", "lrp_randomised"),
+    excluded="the class-constant map is S2-only by construction (its profile comes from "
+             "the rates)."))
+
+
+@claim("relevance.s1_share.{composite}", title="S1 carries little relevance ({composite}): "
+       "less than its share of the paths, and less than the nulls give it",
+       params={"composite": COMPOSITES}, unit="median share of |relevance| on S1",
+       paper="S1 'exhibits low relevance values for all PMTs as compared to S2' (4.2)",
+       bounds=reading_bounds(S1_SHARE))
+def s1_share(run, composite):
+    """Median share of |relevance| on the S1 paths."""
+    return reading_measurement(run, S1_SHARE, composite)
+
+
+# --------------------------------------------------------- energy correlation --
+def _energy(run) -> FamilyResult:
+    v = view(run)
+    out = FamilyResult(strata=v.true, n=v.n)
+    for name, per_rep in v.maps.items():
+        signed = np.stack([R.rowwise_spearman(m, v.energy) for m in per_rep])
+        absolute = np.stack([R.rowwise_spearman(np.abs(m), v.energy) for m in per_rep])
+        out.values[name] = (signed,)
+        out.figures[name] = {"median rho |R|": Estimate(
+            _median((absolute,)), *np.nanquantile(absolute, [0.025, 0.975]),
+            "quantiles over examples")}
+    out.detail = ("Per test example, Spearman rho between the time-averaged relevance and "
+                  "the time-averaged raw scattering coefficients (kymatio's per-path scale "
+                  "undone) over all paths; median over examples and replicates. Also on "
+                  "|relevance| (second bound).")
+    return out
+
+
+ENERGY = family(Family(
+    "relevance.energy_correlation",
+    AtMost("median rho", th.ENERGY_MAX_MEDIAN_RHO, name="does not follow energy",
+           why="0.3, the conventional bound of a weak correlation"),
+    _median, _energy, must_reject=("input", "energy_raw", "energy_norm"),
+    extra_bounds=(AtMost("median rho |R|", th.ENERGY_MAX_MEDIAN_RHO,
+                         name="|R| does not follow energy", why="the same bound on |R|"),),
+    excluded="random, class-constant and randomised-model maps do not follow energy "
+             "either: the claim is about how relevance relates to energy, and the "
+             "localisation claims carry the discrimination."))
+
+
+@claim("relevance.energy_correlation.{composite}", title="Relevance ({composite}) does not "
+       "follow scattering energy (signed and |R|)", params={"composite": COMPOSITES},
+       unit="median Spearman rho (relevance, energy)",
+       paper="'relevance values do not positively correlate with scattering energy' (4.2)",
+       bounds=reading_bounds(ENERGY))
+def energy_correlation(run, composite):
+    """Median per-example rank correlation of relevance with raw scattering energy."""
+    return reading_measurement(run, ENERGY, composite)
+
+
+# ------------------------------------------------------------------ distractor --
+def _distractor(run) -> FamilyResult:
+    v = view(run)
+    if not v.known(v.distractor).any() or not v.known(v.rate).any():
+        return FamilyResult(not_applicable="the data set records no distractor modulation "
+                                           "(distractor_rate_hz)")
+    tol = pr.DISTRACTOR_TOL_OCTAVES
+    apart = v.known(v.distractor) & v.known(v.rate)
+    apart &= np.abs(np.log2(np.where(apart, v.distractor / np.where(v.known(v.rate), v.rate,
+                                                                      1.0), 1.0))) > 1.0
+    pool = np.log2(v.distractor[v.known(v.distractor)])
+    rng = np.random.default_rng([run.settings.seed, 17])
+    random_rates = np.exp2(rng.choice(pool, size=(v.n, 16)))
+    out = FamilyResult(strata=v.true, n=int(apart.sum()))
+    maps_all = dict(v.maps)
+    planted = 1e-3 * np.random.default_rng(1).random((v.n, len(v.paths)))
+    near = np.abs(np.log2(np.where(v.paths.second_order, v.paths.modulation_hz, 1.0)[None, :]
+                          / np.where(v.known(v.distractor), v.distractor, 1.0)[:, None])) <= tol
+    planted[near & v.paths.second_order[None, :]] += 1.0
+    maps_all["planted_distractor"] = [planted] * v.n_rep
+    for name, per_rep in maps_all.items():
+        lift = np.full((v.n_rep, v.n), np.nan)
+        for r, m in enumerate(per_rep):
+            keep = apart & (v.correct[r] if name != "planted_distractor" else True)
+            at = R.window_share(m[keep], v.paths, v.distractor[keep], tol)
+            base = R.window_share(m[keep], v.paths, random_rates[keep], tol)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lift[r, keep] = at / base
+        out.values[name] = (lift,)
+    out.detail = (f"Correctly classified test examples whose distractor (a class-independent "
+                  f"weak modulation) lies over an octave from the technique's rate: the share "
+                  f"of S2 |relevance| within {tol} octave of the distractor's rate over the "
+                  "share within the same window around 16 rates drawn from the distractors' "
+                  "distribution; mean over examples and replicates (1: the distractor is "
+                  "ignored). Power: a planted map peaking at the distractor must be rejected.")
+    return out
+
+
+DISTRACTOR = family(Family(
+    "relevance.distractor",
+    AtMost("distractor lift", th.DISTRACTOR_MAX_LIFT, name="ignores the distractor",
+           why="no higher than at random rates, a quarter's allowance"),
+    _mean, _distractor,
+    must_reject=("planted_distractor", "input", "energy_raw", "energy_norm"),
+    excluded="random, class-constant and randomised-model maps ignore the distractor by "
+             "construction."))
+
+
+@claim("relevance.distractor.{composite}", title="Relevance ({composite}) ignores a "
+       "class-independent distractor modulation", params={"composite": COMPOSITES},
+       unit="relevance share at the distractor over random rates",
+       bounds=reading_bounds(DISTRACTOR))
+def distractor(run, composite):
+    """Relevance share near the distractor's rate over the share near random rates."""
+    return reading_measurement(run, DISTRACTOR, composite)
+
+
+# ----------------------------------------------------------- kurtosis contrast --
+def _kurtosis(run) -> FamilyResult:
+    v = view(run)
+    out = FamilyResult(strata=v.true, n=v.n)
+    if "epsilon" not in v.maps:
+        return FamilyResult(not_applicable="no LRP-epsilon explanations in this run")
+    eps = np.stack([R.kurtosis_per_example(m) for m in v.maps["epsilon"]])
+    for name, per_rep in v.maps.items():
+        k = np.stack([R.kurtosis_per_example(m) for m in per_rep])
+        out.values[name] = (k - eps,)
+        s = R.kurtosis_summary(k.ravel())
+        out.figures[name] = {"mean kurtosis": s.mean, "sd kurtosis": s.sd,
+                             "LRP-epsilon mean kurtosis": R.kurtosis_summary(eps.ravel()).mean}
+    out.detail = ("Kurtosis as in the authors' code: scipy.stats.kurtosis (Fisher, biased) "
+                  "over each example's time-averaged relevances, S1 and S2 together; the "
+                  "figure is the mean over examples and replicates of the composite's minus "
+                  "LRP-epsilon's, with its paired crossed-bootstrap interval. Paper: "
+                  "LRP-eps 13.82 (sd 8.81), LRP-[eps, z+] 19.22 (sd 13.72).")
+    out.plots.append(lambda composite: (explainer_bars_figure(
+        {n: {"measured": out.figures[n]["mean kurtosis"], "interval": None,
+             "null": n not in COMPOSITES, "label": n} for n in out.values},
+        "Mean kurtosis of the maps per explainer", ylabel="kurtosis (Fisher)"),
+        "Mean per-example kurtosis of every explainer's maps."))
+    return out
+
+
+KURTOSIS = family(Family(
+    "relevance.kurtosis_contrast",
+    AtLeast("kurtosis difference", th.KURTOSIS_MIN_DIFFERENCE, name="more contrasted",
+            why="the paper's ordering, 19.22 > 13.82"),
+    _mean, _kurtosis, must_reject=(), margin=None,
+    excluded="contrast is a property of a map, not evidence of faithfulness: no null "
+             "must fail it."))
+
+
+@claim("relevance.kurtosis_contrast.{composite}", title="The composite ({composite}) gives "
+       "more contrasted maps than LRP-epsilon (per-example kurtosis)",
+       params={"composite": tuple(c for c in COMPOSITES if c != "epsilon")},
+       unit="mean kurtosis difference (composite - LRP-epsilon)",
+       paper="LRP-eps 13.82 (sd 8.81); LRP-[eps, z+] 19.22 (sd 13.72)",
+       bounds=reading_bounds(KURTOSIS))
+def kurtosis_contrast(run, composite):
+    """Mean per-example kurtosis of the composite's maps minus LRP-epsilon's."""
+    return reading_measurement(run, KURTOSIS, composite)
+
+
+__all__ = ["COMPOSITES", "View", "pitch_ratio_draws", "view"]

@@ -1,0 +1,81 @@
+"""Where a run ran: code version (and whether the tree was clean), machine, libraries.
+
+Recorded in the report and in every regression baseline, so that a figure can be
+traced to the code and the arithmetic that made it: a baseline written from a
+dirty tree, or on another instruction set, says so.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+#: CPU instruction-set extensions that change float rounding in BLAS and FFT kernels.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd")
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                             cwd=cwd, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_state(cwd: str | os.PathLike | None = None) -> dict:
+    """Commit, and whether tracked files differ from it (``dirty``); None outside git."""
+    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    commit = _git("rev-parse", "--short", "HEAD", cwd=cwd)
+    if commit is None:
+        return {"git_commit": None, "git_dirty": None}
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    return {"git_commit": commit, "git_dirty": bool(status)}
+
+
+def cpu_info() -> dict:
+    """CPU model and the rounding-relevant instruction-set extensions it has."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model") and value.strip():
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return {"cpu": model, "isa": [f for f in ISA_FLAGS if f in flags],
+            "cpu_count": os.cpu_count()}
+
+
+def library_versions() -> dict:
+    """Versions of the libraries whose arithmetic the figures depend on."""
+    import kymatio
+    import pandas
+    import scipy
+    import torch
+    import zennit
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "kymatio": kymatio.__version__, "zennit": getattr(zennit, "__version__", "0.5.x"),
+            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pandas.__version__}
+
+
+def provenance(device=None) -> dict:
+    """Everything above plus torch's thread count and the device, as one dict."""
+    import torch
+
+    out = {**git_state(), **cpu_info(), "platform": platform.platform(),
+           "torch_threads": torch.get_num_threads()}
+    if device is not None:
+        out["device"] = str(device)
+        if torch.device(device).type == "cuda":
+            out["gpu"] = torch.cuda.get_device_name(device)
+    return out

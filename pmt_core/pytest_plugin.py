@@ -1,0 +1,336 @@
+"""The pytest plugin: claim tests from the registry, verdicts, report, regression gate.
+
+Registered through the ``pytest11`` entry point (``pyproject.toml``), so any
+``pytest`` in an environment with the package installed knows the options. A
+test module asks for claims with a marker::
+
+    pytestmark = pytest.mark.pmt_claims("relevance")
+
+    def test_claim(claim_case, pmt_run, pmt_recorder):
+        pmt_recorder.check(claim_case, pmt_run)
+
+and the plugin parametrises ``claim_case`` over the group's registered claims
+(test ids are the claim ids), marks the known failures at collection, asserts
+each claim's bounds, records every claim (whatever its outcome), compares the
+run with ``--baseline`` at the end of the session, and writes the report.
+
+How a claim's verdict maps onto pytest's outcome and the exit status:
+
+==================  ===================================  ===========
+verdict             pytest outcome                       exit status
+==================  ===================================  ===========
+holds               passed                               0
+does not hold       failed (``ClaimFailure``)            1
+known failure       xfailed (``KnownClaimFailure``)      0
+inconclusive        skipped ("inconclusive: ...")        0, or 1 with
+                                                         ``--inconclusive fail``
+not applicable      skipped (the reason)                 0
+==================  ===================================  ===========
+
+plus drift from ``--baseline``, which fails the session (exit status 1) and is
+recorded as the claim ``regression.drift``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+CLAIMS_MARKER = "pmt_claims"
+
+
+def pytest_addoption(parser):
+    """The run's options (group "pmt")."""
+    from pmt_core.profiles import PROFILE_NAMES
+    from pmt_core.stages import PERTURBATIONS
+
+    group = parser.getgroup("pmt", "PMT explanation validation")
+    group.addoption("--profile", default="ci", choices=PROFILE_NAMES,
+                    help="run size: 'ci' (CPU runner), 'paper' (GPU), 'smoke' (seconds; "
+                         "tests of the suite itself). Default ci.")
+    group.addoption("--device", default="auto",
+                    help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    group.addoption("--report-dir", default="reports", help="where the reports go.")
+    group.addoption("--seed", default="0",
+                    help="seed of the data, the split and the replicates' training seeds.")
+    group.addoption("--replicates", default=None,
+                    help="models trained per input kind (default: the profile's).")
+    group.addoption("--dataset", default="synthetic",
+                    help="'synthetic' (generated, with ground truth), or a CSV manifest, "
+                         "the authors' SOL-PMT CSV, a folder holding one, or a SOL-style tree.")
+    group.addoption("--cache-dir", default=None,
+                    help="feature cache folder (default $PMT_CACHE_DIR or "
+                         "~/.cache/pmt-validation).")
+    group.addoption("--no-cache", action="store_true", help="do not read or write the cache.")
+    group.addoption("--perturb", default="none", choices=PERTURBATIONS,
+                    help="change the arithmetic, not the method (one torch thread, or "
+                         "features jittered by a few ulps): verdicts must not move.")
+    group.addoption("--inconclusive", default="skip", choices=("skip", "fail"),
+                    help="pytest outcome of an inconclusive claim (default skip).")
+    group.addoption("--baseline", default=None, metavar="FILE",
+                    help="compare every claim with a stored run (a baseline from "
+                         "--update-baseline, or a validation.json): drift beyond the "
+                         "replicates' spread fails the session (regression.drift).")
+    group.addoption("--update-baseline", default=None, metavar="FILE",
+                    help="write this run's claims (verdicts, figures, spreads) to FILE.")
+
+
+def pytest_configure(config):
+    """Register the marker and the recorder."""
+    config.addinivalue_line("markers", f"{CLAIMS_MARKER}(group=None): parametrise the test's "
+                            "claim_case over the registered claims (of one group)")
+    if config.pluginmanager.get_plugin("pmt-recorder") is None:
+        # Checked here, so a bad option is one usage line before any collection.
+        config.pmt_settings = settings_from_options(config)
+        config.pluginmanager.register(ClaimRecorder(config), "pmt-recorder")
+
+
+def settings_from_options(config):
+    """:class:`pmt_core.stages.RunSettings` from the command line, checked.
+
+    Raises
+    ------
+    pytest.UsageError
+        For an out-of-range seed, a non-integer replicate count, a report folder
+        that is a file.
+    """
+    from pmt_core.stages import RunSettings
+
+    def integer(name, low, high):
+        raw = config.getoption(name)
+        try:
+            value = int(str(raw), 10)
+        except ValueError:
+            raise pytest.UsageError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value < high:
+            raise pytest.UsageError(f"{name} must lie in [{low}, {high}), got {value}")
+        return value
+
+    report_dir = Path(config.getoption("--report-dir"))
+    if report_dir.exists() and not report_dir.is_dir():
+        raise pytest.UsageError(f"--report-dir {report_dir} is a file, not a folder")
+    replicates = config.getoption("--replicates")
+    return RunSettings(
+        dataset=config.getoption("--dataset"), profile=config.getoption("--profile"),
+        seed=integer("--seed", 0, 2**32), device=config.getoption("--device"),
+        cache_dir=config.getoption("--cache-dir"), use_cache=not config.getoption("--no-cache"),
+        report_dir=str(report_dir),
+        replicates=None if replicates is None else integer("--replicates", 1, 1000),
+        perturb=config.getoption("--perturb"))
+
+
+def _data_kind(config) -> str:
+    dataset = config.getoption("--dataset")
+    if dataset == "synthetic":
+        return "synthetic"
+    from pmt_core.data.datasets import load_dataset
+
+    try:  # the kind of a path (manifest, authors' CSV, SOL tree) is known once loaded
+        return load_dataset(dataset).attrs.get("source", "files")
+    except Exception:  # noqa: BLE001 - the data stage reports load errors itself
+        return "files"
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``claim_case`` over the registry, known failures marked."""
+    if "claim_case" not in metafunc.fixturenames:
+        return
+    from pmt_core.claims.core import all_cases
+    from pmt_core.claims.known_failures import (
+        KnownClaimFailure,
+        known_failure_for,
+        validate,
+    )
+
+    marker = metafunc.definition.get_closest_marker(CLAIMS_MARKER)
+    group = (marker.args[0] if marker and marker.args else
+             marker.kwargs.get("group") if marker else None)
+    validate()  # a known failure naming no claim or bound is an error, not a no-op
+    config = metafunc.config
+    kind, profile = _data_kind(config), config.getoption("--profile")
+    params = []
+    for case in all_cases(group):
+        entry = known_failure_for(case.id, kind, profile)
+        marks = [pytest.mark.xfail(raises=KnownClaimFailure, strict=True,
+                                   reason=f"known failure ({', '.join(entry.bounds)}): "
+                                          f"{entry.reason}")] if entry else []
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    metafunc.parametrize("claim_case", params)
+
+
+@pytest.fixture(scope="session")
+def pmt_settings(pytestconfig):
+    """The run's :class:`~pmt_core.stages.RunSettings`, from the command line."""
+    return pytestconfig.pmt_settings
+
+
+@pytest.fixture(scope="session")
+def pmt_recorder(pytestconfig):
+    """The session's :class:`ClaimRecorder`."""
+    return pytestconfig.pluginmanager.get_plugin("pmt-recorder")
+
+
+class ClaimRecorder:
+    """Evaluates claims, keeps their records, and ends the session with the report.
+
+    State lives on the instance (pytest-mpl's shape): one recorder per session,
+    registered in :func:`pytest_configure`.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.records: dict[str, dict] = {}
+        self.run = None
+        self.started = time.perf_counter()
+        self.regression: dict | None = None
+        self.paths: tuple = ()
+        self.report: dict | None = None
+
+    # -- evaluation ---------------------------------------------------------
+    def check(self, case, run) -> None:
+        """Evaluate ``case`` on ``run``, record it, and raise what its verdict means."""
+        from pmt_core.claims.core import HOLDS, INCONCLUSIVE, NOT_APPLICABLE, evaluate
+        from pmt_core.claims.known_failures import (
+            ClaimFailure,
+            KnownClaimFailure,
+            known_failure_for,
+        )
+        from pmt_core.report.records import evaluation_record
+
+        self.run = run
+        evaluation = evaluate(case, run)
+        record = evaluation_record(evaluation, Path(run.settings.report_dir))
+        self.records[case.id] = {**self.records.get(case.id, {}), **record}
+        if evaluation.verdict == HOLDS:
+            return
+        if evaluation.verdict == NOT_APPLICABLE:
+            pytest.skip(f"not applicable: {evaluation.reason}")
+        if evaluation.verdict == INCONCLUSIVE:
+            if self.config.getoption("--inconclusive") == "fail":
+                raise ClaimFailure(f"{case.id}: {evaluation.reason}")
+            pytest.skip(f"{case.id}: {evaluation.reason}")
+        kind = "synthetic" if run.settings.dataset == "synthetic" else run.data.source
+        entry = known_failure_for(case.id, kind, run.profile.name)
+        if entry is not None and set(evaluation.failing_bounds) == set(entry.bounds):
+            raise KnownClaimFailure(f"{case.id}: {evaluation.reason}")
+        raise ClaimFailure(f"{case.id}: {evaluation.reason}")
+
+    # -- hooks --------------------------------------------------------------
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        """Give every claim test's record its pytest status (errors included)."""
+        outcome = yield
+        report = outcome.get_result()
+        case = getattr(getattr(item, "callspec", None), "params", {}).get("claim_case")
+        if not hasattr(case, "spec"):  # not a claim test, or a group with no claims
+            return
+        if report.when == "call" or (report.when in ("setup", "teardown") and not report.passed):
+            record = self.records.setdefault(case.id, _placeholder(case))
+            record["test"] = item.nodeid
+            if hasattr(report, "wasxfail"):
+                status = "xfailed" if report.skipped else "failed"
+                record["known_failure"] = report.wasxfail
+            elif report.when != "call":
+                status = "skipped" if report.skipped else "error"
+            else:
+                status = report.outcome
+            if report.when == "teardown" and record.get("status") not in (None, "passed"):
+                return
+            record["status"] = status
+            if status in ("failed", "error", "skipped", "xfailed"):
+                record["longrepr"] = (report.longreprtext or "")[-2500:]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        """Compare with the baseline, write the reports (and the new baseline)."""
+        if not self.records or getattr(self.config, "workerinput", None) is not None:
+            return
+        from pmt_core.report.build import build_report
+        from pmt_core.report.render import write_report
+
+        config = self.config
+        report = build_report(list(self.records.values()), self.run, config.pmt_settings,
+                              command=" ".join(config.invocation_params.args),
+                              elapsed=time.perf_counter() - self.started)
+        baseline_path = config.getoption("--baseline")
+        if baseline_path:
+            self.regression = _compare_with_baseline(report, baseline_path)
+            report["regression"] = self.regression
+            report["claims"].append(self.regression["record"])
+            if self.regression["drifts"] and session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        report_dir = Path(config.getoption("--report-dir"))
+        self.report = report
+        self.paths = write_report(report, report_dir)
+        if config.getoption("--update-baseline"):
+            from pmt_core.report.regression import write_baseline
+
+            self.paths += (write_baseline(report, config.getoption("--update-baseline")),)
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
+        """A short claims table, the regression summary and the report paths."""
+        if self.report is None:
+            return
+        from pmt_core.report.render import format_value, verdict_line
+
+        tr = terminalreporter
+        tr.section("PMT validation claims")
+        for c in self.report["claims"]:
+            interval = c.get("interval")
+            shown = format_value(c.get("key_figure"))
+            if interval and None not in interval:
+                shown += f" [{format_value(interval[0])}, {format_value(interval[1])}]"
+            tr.write_line(f"{c.get('verdict') or '-':>14}  {c.get('status') or '-':>8}  {c['id']:<46} "
+                          f"{shown}"[:170])
+        tr.write_line(verdict_line(self.report["claims"]))
+        if self.regression:
+            tr.write_line(f"baseline {config.getoption('--baseline')}: "
+                          f"{self.regression['summary']}")
+            for drift in self.regression["drifts"]:
+                tr.write_line(f"  drift  {drift['text']}"[:200])
+        for path in self.paths:
+            tr.write_line(f"report: {path}")
+
+
+def _placeholder(case) -> dict:
+    """Record of a claim that never reached its evaluation (setup error, crash)."""
+    return {"id": case.id, "title": case.title, "group": case.spec.group, "verdict": None,
+            "bounds": [b.to_dict() for b in case.bounds], "figures": {}, "measured": None,
+            "interval": None, "key_figure": None, "paper": case.spec.paper,
+            "unit": case.spec.unit, "detail": "", "tables": [], "plots": [],
+            "explainers": None, "status": None}
+
+
+def _compare_with_baseline(report: dict, path: str) -> dict:
+    from pmt_core.report.regression import BaselineError, compare, load_baseline
+
+    try:
+        baseline = load_baseline(path)
+    except BaselineError as exc:
+        drifts = [{"claim": "(run)", "kind": "baseline", "text": str(exc)}]
+        return {"summary": str(exc), "drifts": drifts, "record": _drift_record(str(exc), drifts)}
+    result = compare(baseline, report)
+    out = result.to_dict() | {"baseline": str(path)}
+    out["record"] = _drift_record(result.summary(), out["drifts"], out)
+    return out
+
+
+def _drift_record(summary: str, drifts: list, comparison: dict | None = None) -> dict:
+    verdict = "holds" if not drifts else "does not hold"
+    rows = [{"claim": d.get("claim"), "what": d.get("kind"), "figure": d.get("key", ""),
+             "baseline": d.get("baseline"), "this run": d.get("current"),
+             "allowed": d.get("tolerance", "")} for d in drifts]
+    return {"id": "regression.drift", "group": "regression", "verdict": verdict,
+            "status": "passed" if not drifts else "failed",
+            "title": "Every claim's verdict and figures match the baseline within the "
+                     "replicates' spread", "key_figure": len(drifts), "interval": None,
+            "measured": {"drifts": len(drifts)}, "figures": {}, "bounds": [
+                {"figure": "drifts", "op": "at most", "value": 0, "name": "drifts", "why": ""}],
+            "paper": None, "unit": "drifts", "detail": summary, "plots": [],
+            "tables": [{"caption": "What moved", "columns": list(rows[0]) if rows else [],
+                        "rows": rows}] if rows else [],
+            "explainers": None, "comparison": json.loads(json.dumps(comparison or {},
+                                                                    default=str))}

@@ -1,0 +1,117 @@
+"""Assemble ``reports/validation.json`` from the claim records and the run.
+
+The contract (``format`` ``pmt-validation-report``, version 2)::
+
+    {"format", "format_version", "profile", "device", "replicates",
+     "settings": {dataset, profile, seed, device, perturb, replicates, ...},
+     "dataset": {source, path, n_examples, per_class, per_split, feature_cache, ...},
+     "provenance": {git_commit, git_dirty, cpu, isa, torch_threads, device, ...},
+     "versions", "timings_s", "command", "paper_vs_code",
+     "matrix": {"explainers": [{name, label, null, kind}],
+                "rows": [{family, claim, cells: {explainer: {measured, interval,
+                                                           verdict, null}}}]},
+     "regression": null or the baseline comparison,
+     "claims": [record, ...]}   # pmt_core.report.records
+
+Nothing here depends on pytest: the plugin passes the records and the run.
+"""
+
+from __future__ import annotations
+
+from pmt_core.report.paper_vs_code import PAPER_VS_CODE
+from pmt_core.report.records import to_jsonable
+
+FORMAT = "pmt-validation-report"
+FORMAT_VERSION = 2
+
+#: Order and titles of the report's sections (first component of a claim id).
+GROUPS = {
+    "data": "Data",
+    "accuracy": "Accuracy (Table 1)",
+    "relevance": "Explanations",
+    "power": "Power: do the claims reject the null explainers?",
+    "sanity": "Sanity checks",
+    "scattering": "Theory checks: scattering of AM/FM tones",
+    "lrp": "LRP mechanics and conservation",
+    "regression": "Regression against the baseline",
+}
+
+
+def _group_rank(record: dict) -> tuple:
+    group = record.get("group")
+    return (list(GROUPS).index(group) if group in GROUPS else len(GROUPS), record["id"])
+
+
+def verdict_matrix(records: list[dict]) -> dict:
+    """Claim families x explainers, one cell per figure and verdict.
+
+    Built from the records that carry ``explainers`` (the relevance and sanity
+    claims); one row per family (the per-composite records of a family share
+    their explainer cells).
+    """
+    rows, names, nulls = {}, {}, {}
+    for record in records:
+        cells = record.get("explainers")
+        if not cells:
+            continue
+        family = record.get("family") or record["id"]
+        row = rows.setdefault(family, {"family": family, "claims": [], "cells": {}})
+        row["claims"].append(record["id"])
+        for name, cell in cells.items():
+            row["cells"].setdefault(name, cell)
+            names.setdefault(name, cell.get("label", name))
+            nulls[name] = bool(cell.get("null"))
+    # paper readings first, then other explainers, then the nulls (registry order kept)
+    order = sorted(names, key=lambda n: (nulls[n], list(names).index(n)))
+    return {"explainers": [{"name": n, "label": names[n], "null": nulls[n]} for n in order],
+            "rows": list(rows.values())}
+
+
+def build_report(records: list[dict], run, settings, *, command: str = "",
+                 elapsed: float | None = None) -> dict:
+    """The report dict of a session (see the module notes).
+
+    Parameters
+    ----------
+    records : list of dict
+        Claim records (:func:`pmt_core.report.records.evaluation_record`, with the
+        plugin's ``status`` and ``test``).
+    run : pmt_core.stages.Run or None
+        None when no claim reached its run (every test errored first).
+    settings : pmt_core.stages.RunSettings
+    command : str
+    elapsed : float, optional
+        Seconds since the session started.
+    """
+    from pmt_core.infra.provenance import library_versions, provenance
+
+    records = sorted(records, key=_group_rank)
+    timings = dict(run.timings) if run is not None else {}
+    if elapsed is not None:
+        timings["total"] = elapsed
+    dataset = {"source": settings.dataset, "n_examples": 0, "per_class": {}}
+    device = settings.device
+    if run is not None and "data" in run.__dict__:
+        dataset = run.data.summary()
+        if "features" in run.__dict__:
+            stage = run.features
+            dataset["feature_cache"] = stage.cache
+            dataset["feature_peak_rss_mib"] = getattr(stage, "peak_rss_mib", None)
+            dataset["feature_recipe"] = getattr(stage, "recipe", None)
+        dataset["split_csv"] = str(run.report_dir / "split.csv")
+    if run is not None and "device" in run.__dict__:
+        device = run.device_name
+    replicates = run.n_replicates if run is not None else settings.replicates
+    return to_jsonable({
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "profile": settings.profile, "device": device, "replicates": replicates,
+        "settings": {"dataset": settings.dataset, "profile": settings.profile,
+                     "seed": settings.seed, "device": settings.device,
+                     "perturb": settings.perturb, "replicates": replicates},
+        "dataset": dataset,
+        "provenance": provenance(run.device if run is not None and "device" in run.__dict__
+                                 else None),
+        "versions": library_versions(), "timings_s": timings, "command": command,
+        "paper_vs_code": PAPER_VS_CODE, "matrix": verdict_matrix(records),
+        "regression": None, "claims": records,
+    })

@@ -1,0 +1,710 @@
+"""The stages of a validation run, as plain functions returning dataclasses.
+
+data -> features -> compression -> trained models -> explanations, plus the two
+side inputs the claims need (AM/FM test tones, modulation-ablated twins). Each
+stage is a function of the stages before it, so a notebook, the command line or
+a GPU script composes them without pytest::
+
+    from pmt_core import run_stages
+    run = run_stages(dataset="synthetic", profile="smoke", seed=0)
+    run.models.replicates["s1s2"][0].model      # computed on first access
+
+:class:`Run` computes each stage once, on first access, and records its wall time
+(``run.timings``); the pytest fixtures of ``validation/conftest.py`` are thin
+wrappers around it.
+
+Seeds. The run seed draws the synthetic manifest, the split (every source: see
+:func:`pmt_core.data.split.assign_split`) and, through :func:`replicate_seeds`,
+one training seed per replicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pmt_core.data.split import SUBSETS, assign_split, write_split_csv
+from pmt_core.features.compression import LogCompression
+from pmt_core.features.scattering import PathTable, ScatteringConfig, ScatteringResult
+from pmt_core.profiles import Profile, get_profile
+from pmt_core.techniques import present_techniques
+
+__all__ = [
+    "INPUT_KINDS",
+    "CompressionStage",
+    "DataStage",
+    "ExplanationStage",
+    "ModelStage",
+    "Run",
+    "RunSettings",
+    "TrainedModel",
+    "load_data",
+    "replicate_seeds",
+    "run_stages",
+]
+
+#: The two inputs of Table 1: first-order paths only, and all kept paths.
+INPUT_KINDS = ("s1", "s1s2")
+
+#: Perturbations of the arithmetic that must not change any verdict (see
+#: :class:`RunSettings`).
+PERTURBATIONS = ("none", "threads", "ulp")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run is asked to do (the command line's options, as data).
+
+    Attributes
+    ----------
+    dataset : str
+        ``"synthetic"`` or a path understood by :func:`pmt_core.data.datasets.load_dataset`.
+    profile : str
+        ``"smoke"``, ``"ci"`` or ``"paper"`` (:mod:`pmt_core.profiles`).
+    seed : int
+        Seed of the synthetic data, the split and the replicates' training seeds.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    cache_dir : str or None
+        Feature cache folder; None: ``$PMT_CACHE_DIR`` or the default.
+    use_cache : bool
+        False: neither read nor write the feature cache.
+    report_dir : str
+        Where the split and the checkpoints are written.
+    replicates : int or None
+        Models per input kind; None: the profile's.
+    perturb : {"none", "threads", "ulp"}
+        Change the arithmetic, not the method, to show that verdicts do not depend
+        on rounding: ``threads`` trains and explains with one torch thread (the
+        default uses what torch picks); ``ulp`` multiplies the compressed features
+        by ``1 + k * 2**-23`` with k drawn from {-4..4} per value (a few float32
+        ulps), seeded.
+    """
+
+    dataset: str = "synthetic"
+    profile: str = "ci"
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str | None = None
+    use_cache: bool = True
+    report_dir: str = "reports"
+    replicates: int | None = None
+    perturb: str = "none"
+
+    def __post_init__(self):
+        if self.perturb not in PERTURBATIONS:
+            raise ValueError(f"perturb must be one of {PERTURBATIONS}, got {self.perturb!r}")
+        if not 0 <= int(self.seed) < 2**32:
+            raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
+        if self.replicates is not None and int(self.replicates) < 1:
+            raise ValueError(f"replicates must be at least 1, got {self.replicates}")
+
+
+def replicate_seeds(seed: int, n: int) -> list[int]:
+    """Training seed of each of ``n`` replicates of a run with seed ``seed``.
+
+    Replicate 0 trains with the run seed itself (a one-replicate run is the
+    single model of earlier versions); replicate k > 0 with a seed drawn from
+    ``numpy.random.SeedSequence([seed, k])``, so that it does not depend on how
+    many replicates there are.
+    """
+    return [int(seed) if k == 0 else
+            int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0] % 2**31)
+            for k in range(int(n))]
+
+
+#: Modules whose code decides the cached features (audio, synthesis, descriptors,
+#: the transform, the test tones): their source text joins the cache namespace, so
+#: an edit to any of them is a cache miss, never a stale hit.
+FEATURE_MODULES = (
+    "pmt_core.data.audio",
+    "pmt_core.data.descriptors",
+    "pmt_core.data.sources",
+    "pmt_core.data.synth",
+    "pmt_core.features.extraction",
+    "pmt_core.features.scattering",
+    "pmt_core.features.theory",
+)
+
+
+def feature_code_digest(modules=FEATURE_MODULES) -> str:
+    """SHA-256 (first 16 hex digits) of the source text of ``modules``, in order."""
+    import hashlib
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in modules:
+        module = importlib.import_module(name)
+        digest.update(name.encode())
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def feature_recipe(device: torch.device) -> dict:
+    """How cached features are computed: the code's digest and the device kind.
+
+    Feature extraction scatters with one torch thread per process on the CPU
+    whatever the number of clips, so threads are not part of the recipe there.
+    """
+    return {"code": feature_code_digest(), "device": torch.device(device).type}
+
+
+# ---------------------------------------------------------------------- data --
+@dataclass
+class DataStage:
+    """The data set with its split.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per example, ``subset`` filled (:func:`~pmt_core.data.split.assign_split`).
+    class_names : tuple of str
+        The techniques present, in the authors' label order.
+    labels : numpy.ndarray of int
+        Index into ``class_names`` of every row.
+    source : str
+        ``synthetic``, ``manifest``, ``authors_csv`` or ``sol_tree``.
+    path : str or None
+        The data set's location (None for synthetic data).
+    """
+
+    frame: pd.DataFrame
+    class_names: tuple[str, ...]
+    labels: np.ndarray
+    source: str
+    path: str | None
+
+    def index(self, subset: str) -> np.ndarray:
+        """Positions (0-based) of the rows of one subset."""
+        if subset not in SUBSETS:
+            raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS}")
+        return np.flatnonzero(self.frame["subset"].to_numpy() == subset)
+
+    def column(self, name: str, subset: str | None = None) -> np.ndarray | None:
+        """A float column (all rows, or one subset), or None when the data lack it."""
+        if name not in self.frame:
+            return None
+        values = pd.to_numeric(self.frame[name], errors="coerce").to_numpy(dtype=float)
+        return values if subset is None else values[self.index(subset)]
+
+    def summary(self) -> dict:
+        """What the report shows of the data set."""
+        return {
+            "source": self.source,
+            "path": self.path,
+            "n_examples": len(self.frame),
+            "per_class": self.frame["technique"].value_counts().to_dict(),
+            "per_split": self.frame["subset"].value_counts().to_dict(),
+            "n_ignored": self.frame.attrs.get("n_ignored"),
+        }
+
+
+def load_data(dataset: str, profile: Profile, seed: int) -> DataStage:
+    """Load (or synthesise the manifest of) a data set and split it with ``seed``.
+
+    Parameters
+    ----------
+    dataset : str
+        ``"synthetic"`` (drawn with :func:`pmt_core.data.synth.synthetic_manifest`
+        at the profile's class sizes) or a path for
+        :func:`pmt_core.data.datasets.load_dataset`.
+    profile : Profile
+    seed : int
+    """
+    if dataset == "synthetic":
+        from pmt_core.data.synth import synthetic_manifest
+
+        frame, path = synthetic_manifest(profile.class_sizes, seed=seed), None
+    else:
+        from pmt_core.data.datasets import load_dataset
+
+        frame = load_dataset(dataset)
+        path = frame.attrs.get("path", str(Path(dataset).resolve()))
+    frame = assign_split(frame, seed)
+    class_names = present_techniques(frame["technique"])
+    labels = np.array([class_names.index(t) for t in frame["technique"]], dtype=np.int64)
+    return DataStage(frame, class_names, labels, frame.attrs.get("source", dataset), path)
+
+
+# ------------------------------------------------------------- compression --
+@dataclass
+class CompressionStage:
+    """The log compression fitted on the training split, and the network inputs.
+
+    Attributes
+    ----------
+    compression : LogCompression
+        Fitted on the training rows' raw coefficients (all kept paths).
+    inputs : dict
+        ``{"s1": (n, 74, frames), "s1s2": (n, 1200, frames)}`` float32 tensors of
+        every row, compressed.
+    paths : PathTable
+    """
+
+    compression: LogCompression
+    inputs: dict
+    paths: PathTable
+
+    def for_kind(self, kind: str) -> LogCompression:
+        """The compression of the paths one input kind reads."""
+        return self.compression if kind == "s1s2" else self.compression.subset(
+            self.paths.first_order)
+
+
+def compress(features: ScatteringResult, train_index: np.ndarray, perturb: str = "none",
+             seed: int = 0) -> CompressionStage:
+    """Fit the compression on ``train_index`` and compress every example."""
+    fitted = LogCompression().fit(features.values[train_index])
+    compressed = fitted.transform(features.values)
+    if perturb == "ulp":
+        rng = np.random.default_rng([int(seed), 7])
+        compressed = compressed * (1 + rng.integers(-4, 5, compressed.shape) * 2.0**-23
+                                   ).astype(np.float32)
+    full = torch.from_numpy(np.ascontiguousarray(compressed, dtype=np.float32))
+    first = torch.from_numpy(features.paths.first_order)
+    return CompressionStage(fitted, {"s1": full[:, first].contiguous(), "s1s2": full},
+                            features.paths)
+
+
+# ------------------------------------------------------------------- models --
+@dataclass
+class TrainedModel:
+    """One trained replicate with its test-split predictions.
+
+    Attributes
+    ----------
+    input_kind : str
+        ``"s1"`` or ``"s1s2"``.
+    replicate : int
+        Index of the replicate in the run.
+    seed : int
+        Its training seed.
+    result : pmt_core.model.training.TrainResult
+    class_names : tuple of str
+    test_true, test_pred : numpy.ndarray of int
+        Labels and predictions for every test example (none dropped).
+    test_logits : numpy.ndarray
+    """
+
+    input_kind: str
+    replicate: int
+    seed: int
+    result: object
+    class_names: tuple
+    test_true: np.ndarray
+    test_pred: np.ndarray
+    test_logits: np.ndarray
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The trained network (eval mode, best validation weights)."""
+        return self.result.model
+
+    @property
+    def seconds(self) -> float:
+        """Training time of this replicate."""
+        return float(self.result.seconds)
+
+
+@dataclass
+class ModelStage:
+    """Every trained replicate, per input kind.
+
+    Attributes
+    ----------
+    replicates : dict
+        ``{"s1": [TrainedModel, ...], "s1s2": [...]}``, replicate order.
+    training_config : pmt_core.model.training.TrainingConfig
+        The settings shared by every replicate (its ``seed`` is replicate 0's).
+    """
+
+    replicates: dict
+    training_config: object
+
+    @property
+    def n_replicates(self) -> int:
+        """Replicates per input kind."""
+        return len(next(iter(self.replicates.values())))
+
+
+# ------------------------------------------------------------- explanations --
+@dataclass
+class ExplanationStage:
+    """Time-averaged maps of every explainer for every S1+S2 replicate.
+
+    Attributes
+    ----------
+    maps : dict
+        ``maps[explainer][replicate]``: (n_test, paths) float64 time-averaged
+        relevance for the replicate's predicted class.
+    input_sums : dict
+        ``input_sums[explainer][replicate]``: (n_test,) sum of the relevance
+        over every input cell (what reaches the input).
+    target : list of numpy.ndarray
+        Explained class per replicate (its prediction).
+    seconds : dict
+        Explainer -> total seconds over replicates.
+    """
+
+    maps: dict
+    input_sums: dict
+    target: list
+    seconds: dict = field(default_factory=dict)
+
+
+@dataclass
+class TheoryStage:
+    """Time-averaged scattering (tones x paths) of the AM and FM test tones.
+
+    Attributes
+    ----------
+    design : pmt_core.features.theory.ToneDesign
+    am, fm : numpy.ndarray, (n, paths)
+    outside : numpy.ndarray, (paths,)
+        The documented out-of-domain AM case.
+    paths : PathTable
+    """
+
+    design: object
+    am: np.ndarray
+    fm: np.ndarray
+    outside: np.ndarray
+    paths: PathTable
+
+
+# -------------------------------------------------------------------- run --
+class Run:
+    """A validation run: settings plus lazily computed, cached stages.
+
+    Parameters
+    ----------
+    settings : RunSettings
+    progress : bool
+        Show progress bars on long stages.
+    around_stage : callable, optional
+        A context-manager factory entered around every stage (pytest passes one
+        that lifts its output capture, so the progress bars show).
+    """
+
+    def __init__(self, settings: RunSettings, progress: bool = True, around_stage=None):
+        self.settings = settings
+        self.progress = progress
+        self.around_stage = around_stage
+        self.profile = get_profile(settings.profile)
+        self.timings: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    # -- infrastructure --
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        """Add the wall time of the block to ``timings[name]``."""
+        start = time.perf_counter()
+        around = self.around_stage() if self.around_stage is not None else contextlib.nullcontext()
+        try:
+            with around:
+                yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def _arithmetic(self):
+        # perturb="threads": one torch thread for training and explanations.
+        if self.settings.perturb != "threads":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    @cached_property
+    def device(self) -> torch.device:
+        """The compute device (the one place it is chosen: pmt_core.infra.device)."""
+        from pmt_core.infra.device import select_device
+
+        return select_device(self.settings.device)
+
+    @property
+    def device_name(self) -> str:
+        """The device in words, for the report."""
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return str(self.device)
+
+    @cached_property
+    def scattering_config(self) -> ScatteringConfig:
+        """The profile's scattering setting (the paper's unless the profile says)."""
+        return ScatteringConfig(**self.profile.scattering)
+
+    @cached_property
+    def report_dir(self) -> Path:
+        """Folder of the split and the checkpoints (created)."""
+        path = Path(self.settings.report_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @cached_property
+    def cache(self):
+        """The feature cache, or None when disabled."""
+        from pmt_core.infra.cache import FeatureCache, default_cache_dir
+
+        if not self.settings.use_cache:
+            return None
+        root = self.settings.cache_dir or default_cache_dir()
+        if root is None:
+            return None
+        return FeatureCache(root, FeatureCache.namespace_for(
+            self.scattering_config.fingerprint(), recipe=feature_recipe(self.device)))
+
+    # -- stages --
+    @cached_property
+    def data(self) -> DataStage:
+        """The data set with its split (written to ``report_dir/split.csv``)."""
+        with self.timed("data"):
+            stage = load_data(self.settings.dataset, self.profile, self.settings.seed)
+            write_split_csv(stage.frame, self.report_dir / "split.csv")
+        return stage
+
+    @cached_property
+    def features(self):
+        """Raw scattering coefficients and descriptors of every example."""
+        from pmt_core.features.extraction import extract_features
+
+        with self.timed("features"):
+            return extract_features(self.data.frame, self.scattering_config, self.device,
+                                    cache=self.cache, progress=self.progress)
+
+    @cached_property
+    def compression(self) -> CompressionStage:
+        """The compression fitted on the training split, and every network input."""
+        with self.timed("compression"):
+            stage = compress(self.features.result, self.data.index("training"),
+                             self.settings.perturb, self.settings.seed)
+            stage.compression.save(self.report_dir / "models" / "compression.json")
+        return stage
+
+    @property
+    def n_replicates(self) -> int:
+        """Replicates per input kind."""
+        return int(self.settings.replicates or self.profile.replicates)
+
+    @cached_property
+    def models(self) -> ModelStage:
+        """Every replicate of both input kinds, trained on the same split."""
+        from pmt_core.model.training import TrainingConfig
+
+        config = TrainingConfig(max_epochs=self.profile.max_epochs,
+                                patience=self.profile.patience, seed=self.seed_of(0))
+        replicates = {kind: self._train(kind, config) for kind in INPUT_KINDS}
+        return ModelStage(replicates, config)
+
+    def seed_of(self, replicate: int) -> int:
+        """Training seed of one replicate."""
+        return replicate_seeds(self.settings.seed, replicate + 1)[replicate]
+
+    def _train(self, kind: str, config) -> list[TrainedModel]:
+        from pmt_core.model.checkpoint import save_checkpoint
+        from pmt_core.model.training import predict_logits, train_replicates
+
+        x = self.compression.inputs[kind]
+        y = self.data.labels
+        train, val, test = (self.data.index(s) for s in SUBSETS)
+        seeds = replicate_seeds(self.settings.seed, self.n_replicates)
+        with self.timed(f"training_{kind}"), self._arithmetic():
+            results = train_replicates(x[train], y[train], x[val], y[val], self.data.class_names,
+                                       config=config, seeds=seeds, device=self.device,
+                                       progress=self.progress, desc=f"train {kind}")
+        out = []
+        for k, (seed, result) in enumerate(zip(seeds, results, strict=True)):
+            with self._arithmetic():
+                logits = predict_logits(result.model, x[test], device=self.device)
+            out.append(TrainedModel(kind, k, seed, result, self.data.class_names, y[test],
+                                    logits.argmax(axis=1), logits))
+            name = f"{kind}.pt" if k == 0 else f"{kind}-r{k}.pt"
+            save_checkpoint(self.report_dir / "models" / name, result.model,
+                            scattering_config=self.scattering_config,
+                            class_names=self.data.class_names,
+                            compression=self.compression.for_kind(kind), input_kind=kind,
+                            training_config=result.config,
+                            extra={"replicate": k, "seed": seed,
+                                   "run_seed": self.settings.seed,
+                                   "dataset": self.data.source})
+        return out
+
+    # -- explanations --
+    @cached_property
+    def test_energy(self) -> np.ndarray:
+        """(n_test, paths) float64 time-averaged raw coefficients of the test rows."""
+        values = self.features.result.values
+        test = self.data.index("test")
+        return np.concatenate([values[test[i : i + 256]].mean(axis=-1, dtype=np.float64)
+                               for i in range(0, len(test), 256)] or [np.zeros((0, 0))])
+
+    @property
+    def reference_mean(self) -> np.ndarray:
+        """Per-path training mean of the time-averaged raw coefficients (mu)."""
+        return np.asarray(self.compression.compression.mu, dtype=np.float64)
+
+    @cached_property
+    def class_profiles(self) -> np.ndarray:
+        """The class-constant null's maps, fitted on the training split only."""
+        from pmt_core.explain.explainers import fit_class_profiles
+
+        train = self.data.index("training")
+        values = self.features.result.values
+        energy = values[train].mean(axis=-1, dtype=np.float64)
+        ref = self.reference_mean
+        return fit_class_profiles(
+            self.data.labels[train], len(self.data.class_names), self.compression.paths,
+            rates_hz=self.data.column("modulation_rate_hz", "training"),
+            energy_norm=energy / np.where(ref > 0, ref, np.inf))
+
+    def explainer_inputs(self, replicate: int, *, x=None, target=None, energy=None,
+                         model=None):
+        """:class:`~pmt_core.explain.explainers.ExplainerInputs` of one S1+S2 replicate.
+
+        Defaults: the test rows, the replicate's predictions, its model.
+        """
+        from pmt_core.explain.explainers import ExplainerInputs
+
+        trained = self.models.replicates["s1s2"][replicate]
+        return ExplainerInputs(
+            model=trained.model if model is None else model,
+            x=self.test_inputs("s1s2") if x is None else x,
+            target=trained.test_pred if target is None else np.asarray(target),
+            energy=self.test_energy if energy is None else energy,
+            reference_mean=self.reference_mean, class_profiles=self.class_profiles,
+            paths=self.compression.paths, seed=self.seed_of(replicate), device=self.device)
+
+    @cached_property
+    def explanations(self) -> ExplanationStage:
+        """Every explainer's maps for every S1+S2 replicate's test predictions."""
+        from pmt_core.explain.explainers import EXPLAINERS
+
+        maps, sums, seconds = {}, {}, {}
+        targets = [m.test_pred for m in self.models.replicates["s1s2"]]
+        with self.timed("explanations"), self._arithmetic():
+            for name, explainer in EXPLAINERS.items():
+                start = time.perf_counter()
+                maps[name], sums[name] = [], []
+                for k in range(self.models.n_replicates):
+                    out = explainer(self.explainer_inputs(k))
+                    maps[name].append(out.maps)
+                    sums[name].append(out.input_sums)
+                seconds[name] = time.perf_counter() - start
+        self.timings.update({f"explain_{k}": v for k, v in seconds.items()})
+        return ExplanationStage(maps, sums, targets, seconds)
+
+    @cached_property
+    def theory(self) -> TheoryStage:
+        """Time-averaged scattering of the AM/FM test tones (through the cache)."""
+        from pmt_core.features import theory
+        from pmt_core.features.extraction import scatter_cached
+
+        cfg = self.scattering_config
+        with self.timed("theory_tones"):
+            from pmt_core.features.scattering import path_table
+
+            design = theory.tone_design(self.profile.theory_cases, self.settings.seed,
+                                        path_table(cfg))
+            n = len(design)
+            cases = list(zip(design.carrier_hz, design.modulation_hz, design.depth,
+                             design.deviation_hz, strict=True))
+            signals = [theory.am_tone(a, b, m, cfg) for a, b, m, _ in cases]
+            signals += [theory.fm_tone(a, b, d, cfg) for a, b, _, d in cases]
+            identities = ([{"am_tone": [a, b, m]} for a, b, m, _ in cases]
+                          + [{"fm_tone": [a, b, d]} for a, b, _, d in cases])
+            outside = theory.OUTSIDE_DOMAIN_CASE
+            signals.append(theory.am_tone(*outside, cfg))
+            identities.append({"am_tone": list(outside)})
+            result = scatter_cached(np.stack(signals), identities, cfg, self.device, self.cache)
+            averaged = result.time_averaged()
+        return TheoryStage(design, averaged[:n], averaged[n:2 * n], averaged[2 * n],
+                           result.paths)
+
+    def memo(self, key: str, compute):
+        """A derived quantity several claims share, computed once per run."""
+        store = self.__dict__.setdefault("_memo", {})
+        if key not in store:
+            store[key] = compute()
+        return store[key]
+
+    @cached_property
+    def shuffled_label_models(self) -> list:
+        """S1+S2 models trained on shuffled training labels (data randomisation).
+
+        Adebayo et al. (2018): an explanation of a model that learned nothing
+        about the labels must differ from the trained model's. Model k keeps
+        replicate k's training seed (same initialisation and batch order) and
+        permutes the training labels with a seed of its own; validation labels
+        are permuted too, so early stopping sees no real signal either.
+        """
+        from pmt_core.model.training import train_replicates
+
+        n = min(self.profile.shuffled_label_models, self.n_replicates)
+        x = self.compression.inputs["s1s2"]
+        y = self.data.labels
+        train, val = self.data.index("training"), self.data.index("validation")
+        out = []
+        with self.timed("training_shuffled_labels"), self._arithmetic():
+            for k in range(n):
+                rng = np.random.default_rng([self.settings.seed, k, 23])
+                (result,) = train_replicates(
+                    x[train], rng.permutation(y[train]), x[val], rng.permutation(y[val]),
+                    self.data.class_names, config=self.models.training_config,
+                    seeds=[self.seed_of(k)], device=self.device, progress=self.progress,
+                    desc=f"train s1s2 on shuffled labels ({k})")
+                out.append(result.model)
+        return out
+
+    def sanity_index(self) -> np.ndarray:
+        """Test positions of the sanity checks: stratified, seeded, sorted."""
+        true = self.data.labels[self.data.index("test")]
+        n_max = self.profile.sanity_examples
+        if len(true) <= n_max:
+            return np.arange(len(true))
+        rng = np.random.default_rng([self.settings.seed, 29])
+        picked = []
+        for k in np.unique(true):
+            idx = np.flatnonzero(true == k)
+            take = max(1, round(n_max * idx.size / len(true)))
+            picked.append(rng.choice(idx, size=min(take, idx.size), replace=False))
+        return np.sort(np.concatenate(picked))[:n_max]
+
+    def test_inputs(self, kind: str = "s1s2") -> torch.Tensor:
+        """Compressed network inputs of the test rows."""
+        return self.compression.inputs[kind][self.data.index("test")]
+
+    def context(self) -> dict:
+        """What identifies the run (profile, seed, data, device, perturbation)."""
+        return {"profile": self.profile.name, "seed": self.settings.seed,
+                "dataset": self.settings.dataset, "perturb": self.settings.perturb,
+                "replicates": self.n_replicates}
+
+
+def run_stages(dataset: str = "synthetic", profile: str = "ci", seed: int = 0, *,
+               eager: bool = False, **settings) -> Run:
+    """Return a :class:`Run`; its stages compute on first access (all now if ``eager``).
+
+    Parameters
+    ----------
+    dataset, profile, seed
+        See :class:`RunSettings`.
+    eager : bool
+        Compute data, features, compression and models before returning.
+    **settings
+        Further :class:`RunSettings` fields (``device``, ``cache_dir``, ...).
+    """
+    run = Run(RunSettings(dataset=dataset, profile=profile, seed=seed, **settings))
+    if eager:
+        _ = run.data, run.features, run.compression, run.models
+    return run
