@@ -2,13 +2,33 @@
 
 Each stage is a plain function returning a dataclass, so that the pytest fixtures
 in ``validation/conftest.py`` and the command line share one implementation.
+
+Feature extraction keeps every core busy and computes every clip the same way:
+
+* On the CPU, ``workers`` threads of this process each take a block of rows,
+  synthesise or decode its audio and scatter it, one clip at a time and with one
+  torch intra-op thread (a lone two-thread call slowed 3x to 100x on a busy 2-core
+  runner, method.md section 1): while one thread prepares audio, the other
+  transforms. Threads share this process's filter bank (a worker process would build
+  its own, about 5 s and 0.4 GiB each) and torch releases the GIL while it computes.
+* On an accelerator, worker processes synthesise or decode the audio and compute the
+  descriptors, and this process scatters batches sized to the device's free memory
+  (``torch.cuda.mem_get_info``) while the workers prepare the next ones.
+
+A clip's features do not depend on how many clips are computed, nor on the number
+of workers: the batched pass gives each clip the same bits at any batch size and at
+1 or 2 torch threads (measured on the CPU, ``tests/test_batched.py``), and on the CPU
+every call runs with one thread anyway. :attr:`FeatureStage.recipe` says how the
+features were computed; :func:`feature_recipe` is the part that decides the bits
+(for a cache namespace).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +42,7 @@ from pmt_core.features.scattering import (
     PathTable,
     ScatteringConfig,
     ScatteringResult,
+    _transform,
     path_table,
     scatter,
 )
@@ -44,6 +65,13 @@ class FeatureStage:
         Peak resident memory (``getrusage`` ``ru_maxrss``, MiB) of this process
         (``"parent"``) and of the largest worker process (``"worker"``, absent when
         none ran); the two add up to a bound on the stage's peak.
+    recipe : dict
+        How the features were computed: :func:`feature_recipe` (``engine``,
+        ``device``, ``torch_threads`` per scattering call) plus ``workers`` (how many
+        ran), ``worker_kind`` (``"threads"`` of this process, ``"processes"``, or
+        ``"none"`` when everything ran in the calling thread), ``scattered_by``
+        (``"workers"`` or ``"parent"``), ``batch`` (clips per transform call) and
+        ``computed`` (clips computed, the rest read from the cache).
     """
 
     result: ScatteringResult
@@ -51,12 +79,29 @@ class FeatureStage:
     seconds: float
     cache: dict = field(default_factory=dict)
     peak_rss_mib: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
 
 
-#: When ``workers`` is left to :func:`default_workers`, fewer clips than this to compute
-#: are scattered in-process: each worker spends ~5 s building its own filter bank (and
-#: ~0.4 GiB) before its first clip, more than a few clips cost in this process.
-POOL_MIN_CLIPS = 16
+#: Engine name of the batched pass, for recipes (kymatio's filters, this suite's loop).
+ENGINE = "pmt-batched-kymatio-0.3.0"
+
+#: Most clips per transform call on an accelerator (beyond it the audio workers,
+#: not the device, set the pace).
+MAX_DEVICE_BATCH = 64
+
+
+def feature_recipe(device: torch.device) -> dict:
+    """Return what decides the bits of extracted features on ``device``.
+
+    ``{"engine", "device", "torch_threads"}``: the transform, the device kind and the
+    torch threads per scattering call (1 on the CPU; ``None`` on an accelerator). The
+    number of workers and the batch size are not part of it: they do not change a
+    clip's bits. Put it in the cache namespace so that CPU and GPU features, or
+    another engine's, are never mixed.
+    """
+    device = torch.device(device)
+    return {"engine": ENGINE, "device": device.type,
+            "torch_threads": 1 if device.type == "cpu" else None}
 
 
 def _read_cache(cache, keys, shape, values, descriptors) -> list[int]:
@@ -78,6 +123,17 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads, then restore the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _prepare_rows(rows: pd.DataFrame, config: ScatteringConfig):
     """Return the audio (examples x samples) and descriptors of a block of rows."""
     from pmt_core.data.descriptors import describe
@@ -89,23 +145,20 @@ def _prepare_rows(rows: pd.DataFrame, config: ScatteringConfig):
 
 
 def _prepare_worker(rows: pd.DataFrame, config: ScatteringConfig):
-    """Worker side of the accelerator path: audio and descriptors, no scattering."""
+    """Worker process of the accelerator path: audio and descriptors, no scattering."""
     torch.set_num_threads(1)
     audio, descriptors = _prepare_rows(rows, config)
     return audio, descriptors, _peak_rss_mib()
 
 
-def _scatter_rows(rows: pd.DataFrame, config: ScatteringConfig, device: str, batch_size: int,
-                  threads: int | None = None):
-    """Scatter and describe a block of rows; runs in a worker process or in-process.
-
-    Returns ``(values, descriptors, peak RSS of this process in MiB)``.
-    """
-    if threads is not None:
-        torch.set_num_threads(threads)
+def _scatter_rows(rows: pd.DataFrame, config: ScatteringConfig, device: torch.device):
+    """Prepare and scatter a block of rows, one clip per call (a worker thread's item)."""
     audio, descriptors = _prepare_rows(rows, config)
-    values = scatter(audio, config.sample_rate, config, device, batch_size).values
-    return values, descriptors, _peak_rss_mib()
+    return _scatter_signals(audio, config, device), descriptors
+
+
+def _scatter_signals(signals: np.ndarray, config: ScatteringConfig, device, batch: int = 1):
+    return scatter(signals, config.sample_rate, config, device, batch).values
 
 
 def _cpu_count() -> int:
@@ -115,27 +168,42 @@ def _cpu_count() -> int:
 
 
 def default_workers(device: torch.device) -> int:
-    """Return the number of worker processes of :func:`extract_features` on ``device``.
+    """Return the number of workers of :func:`extract_features` on ``device``.
 
-    On the CPU, one single-thread scattering process per core (at most 4: each
-    peaks at about 1.3 GiB resident, 0.8 GiB of it its own). Measured on the 2-core
-    runner while a validation run and other jobs also ran (load average 5-7),
-    filter banks built beforehand, interleaved, 3 rounds of 4 clips, medians: one
-    two-thread process 8.9 s per clip (batch 1; 14.7 at batch 4), two one-thread
-    processes 2.7 s per clip together, 3.3x faster; the two-thread rounds spread
-    from 7.4 to 47 s per clip, the one-thread ones from 1.9 to 3.4. On an idle
-    runner the two set-ups are close (0.5 against 0.45 s per clip, method.md
-    section 1), so two processes win either way. Reproduce with
-    ``pytest tests/benchmarks -k "processes or features_cold" --benchmark-only``.
+    On the CPU, one scattering thread per core (at most 8), each with one torch
+    thread: threads share one filter bank, so a worker costs only its clip's working
+    memory (about 0.12 GiB at the paper's setting). The GIL does not serialise them:
+    measured here (2 cores, 8 paper-size clips on 2 threads, ``/proc`` schedstat),
+    the threads slept 0.02-0.5 s in 12-20 s, the rest on a core or waiting for one.
+    ``pytest tests/benchmarks -k "worker_threads or features_cold" --benchmark-only``
+    compares them with one caller thread at two torch threads.
 
-    On an accelerator the parent process scatters (batches of 16) and the workers
-    only synthesise or decode audio and compute descriptors (~0.05 s per clip on
-    the CPU, which would otherwise leave the GPU waiting): one per core but one, at
-    most 8.
+    On an accelerator this process scatters and worker processes only synthesise or
+    decode audio and compute descriptors (about 0.1 s per clip on a CPU core, which
+    would otherwise leave the device waiting): one per core but one, at most 8.
     """
-    if device.type != "cpu":
+    if torch.device(device).type != "cpu":
         return max(1, min(8, _cpu_count() - 1))
-    return max(1, min(4, _cpu_count()))
+    return max(1, min(8, _cpu_count()))
+
+
+def device_batch(device: torch.device, config: ScatteringConfig) -> int:
+    """Clips per transform call on ``device``: 1 on the CPU, else what free memory allows.
+
+    On CUDA, half the free device memory (``torch.cuda.mem_get_info``) over the
+    batched pass's working memory per clip, between 1 and :data:`MAX_DEVICE_BATCH`.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(device)
+    return _batch_for_free_memory(free, _transform(config, device).batched.bytes_per_example())
+
+
+def _batch_for_free_memory(free_bytes: int, bytes_per_clip: int) -> int:
+    # Half the free memory: the caching allocator's fragmentation and the other
+    # process's allocations need room too.
+    return int(max(1, min(MAX_DEVICE_BATCH, free_bytes // 2 // bytes_per_clip)))
 
 
 def extract_features(
@@ -155,15 +223,15 @@ def extract_features(
         Rows from ``pmt_core.data.datasets`` (files) or ``pmt_core.data.synth`` (synthetic).
     config : ScatteringConfig
     device : torch.device
-        Where to scatter. On the CPU, the workers scatter (one thread each); on an
-        accelerator, this process scatters and the workers prepare the audio.
+        Where to scatter. On the CPU, worker threads prepare and scatter (one torch
+        thread each); on an accelerator, this process scatters and worker processes
+        prepare the audio (module notes).
     cache : FeatureCache, optional
         Hits are read, computed examples are written as soon as their block is done
         (an interrupted run keeps them).
     workers : int, optional
-        Worker processes (default :func:`default_workers`). ``1`` computes
-        in-process. Left to the default, fewer than :data:`POOL_MIN_CLIPS` clips to
-        compute are done in-process too.
+        Workers (default :func:`default_workers`); ``1`` computes everything in the
+        calling thread. A clip's features do not depend on it.
     block : int
         Most examples per work item (smaller when needed to give every worker work).
     progress : bool
@@ -171,12 +239,12 @@ def extract_features(
     """
     device = torch.device(device)
     return _extract_features(dataset, config, device, cache, workers, block, progress,
-                             scatter_in_workers=device.type == "cpu")
+                             parent_scatters=device.type != "cpu")
 
 
 def _extract_features(dataset, config, device, cache, workers, block, progress,
-                      scatter_in_workers: bool) -> FeatureStage:
-    # scatter_in_workers=False is the accelerator path; tests run it on the CPU too.
+                      parent_scatters: bool) -> FeatureStage:
+    # parent_scatters=True is the accelerator path; tests run it on the CPU too.
     start = time.perf_counter()
     paths = path_table(config)
     shape = (len(paths), config.n_frames)
@@ -184,14 +252,12 @@ def _extract_features(dataset, config, device, cache, workers, block, progress,
     descriptors: list[dict | None] = [None] * len(dataset)
     keys = [FeatureCache.key(example_identity(row)) for _, row in dataset.iterrows()]
     todo = _read_cache(cache, keys, shape, values, descriptors)
-    auto = workers is None
-    workers = default_workers(device) if auto else max(1, int(workers))
-    if auto and len(todo) < POOL_MIN_CLIPS:
-        workers = 1
+    workers = default_workers(device) if workers is None else max(1, int(workers))
     # Blocks small enough that every worker gets one (8 clips on 2 workers: 4 + 4).
     block = max(1, min(int(block), -(-len(todo) // workers))) if todo else 1
     blocks = [todo[s : s + block] for s in range(0, len(todo), block)]
-    batch = 1 if device.type == "cpu" else 16
+    workers = min(workers, max(1, len(blocks)))
+    batch = device_batch(device, config) if todo else 1
     bar = tqdm(total=len(todo), desc="scattering", unit="clip", disable=not progress or not todo)
     peaks = {"parent": 0.0}
 
@@ -202,41 +268,98 @@ def _extract_features(dataset, config, device, cache, workers, block, progress,
                 cache.put(keys[i], block_values[j], block_descriptors[j])
         bar.update(len(indices))
 
-    if workers > 1 and len(blocks) > 1:
-        import multiprocessing
-
-        # spawn: fork would copy this process's torch threads and CUDA state.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(blocks)), mp_context=context) as pool:
-            if scatter_in_workers:
-                futures = [(b, pool.submit(_scatter_rows, dataset.iloc[b], config,
-                                           str(device), batch, 1)) for b in blocks]
-            else:
-                futures = [(b, pool.submit(_prepare_worker, dataset.iloc[b], config))
-                           for b in blocks]
-            # Submitted all at once, collected in order: the pool stays busy while this
-            # process stores (and, on an accelerator, scatters) the finished blocks.
-            for indices, future in futures:
-                out, worker_descriptors, worker_peak = future.result()
-                peaks["worker"] = max(peaks.get("worker", 0.0), worker_peak)
-                if not scatter_in_workers:
-                    out = scatter(out, config.sample_rate, config, device, batch).values
-                store(indices, out, worker_descriptors)
-    else:
-        for indices in blocks:
-            block_values, block_descriptors, _ = _scatter_rows(
-                dataset.iloc[indices], config, str(device), batch)
-            store(indices, block_values, block_descriptors)
-    bar.close()
+    if todo:
+        _transform(config, device)  # one filter bank, built before any worker starts
+    try:
+        if parent_scatters:
+            kind = _scatter_in_parent(dataset, config, device, blocks, workers, batch, store,
+                                      peaks)
+        else:
+            kind = _scatter_in_threads(dataset, config, device, blocks, workers, store)
+    finally:
+        bar.close()
     peaks["parent"] = _peak_rss_mib()
     result = ScatteringResult(values=values, paths=paths, config=config)
+    recipe = feature_recipe(device) | {
+        "workers": workers if kind != "none" else 1, "worker_kind": kind,
+        "scattered_by": "parent" if parent_scatters else "workers",
+        "batch": batch, "computed": len(todo)}
     return FeatureStage(
         result=result,
         descriptors=pd.DataFrame(descriptors, index=dataset.index),
         seconds=time.perf_counter() - start,
         cache=cache.stats() if cache is not None else {"disabled": True},
         peak_rss_mib=peaks,
+        recipe=recipe,
     )
+
+
+def _scatter_in_threads(dataset, config, device, blocks, workers, store) -> str:
+    """CPU path: ``workers`` threads each prepare and scatter whole blocks, one torch thread."""
+    with _torch_threads(1):
+        if workers == 1:
+            for indices in blocks:
+                store(indices, *_scatter_rows(dataset.iloc[indices], config, device))
+            return "none"
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="scatter")
+        try:
+            # Submitted at once, collected in order: the threads stay busy while this
+            # one stores finished blocks. On an error the blocks not started are dropped.
+            futures = [(b, pool.submit(_scatter_rows, dataset.iloc[b], config, device))
+                       for b in blocks]
+            for indices, future in futures:
+                store(indices, *future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return "threads"
+
+
+def _scatter_in_parent(dataset, config, device, blocks, workers, batch, store, peaks) -> str:
+    """Accelerator path: worker processes prepare audio, this process scatters batches.
+
+    Prepared blocks are queued in row order and scattered ``batch`` clips at a time
+    as soon as enough are ready, while the workers prepare the next ones.
+    """
+    pending: list[tuple[list[int], np.ndarray, list[dict]]] = []
+
+    def flush(final: bool):
+        while pending and (final or sum(len(p[0]) for p in pending) >= batch):
+            indices, audio, described = [], [], []
+            while pending and len(indices) < batch:
+                i, a, d = pending.pop(0)
+                take = min(len(i), batch - len(indices))
+                indices += i[:take]
+                audio.append(a[:take])
+                described += d[:take]
+                if take < len(i):
+                    pending.insert(0, (i[take:], a[take:], d[take:]))
+            store(indices, _scatter_signals(np.concatenate(audio), config, device, batch),
+                  described)
+
+    if workers == 1:
+        for indices in blocks:
+            pending.append((indices, *_prepare_rows(dataset.iloc[indices], config)))
+            flush(final=False)
+        flush(final=True)
+        return "none"
+    import multiprocessing
+
+    # spawn: fork would copy this process's torch threads and CUDA state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [(b, pool.submit(_prepare_worker, dataset.iloc[b], config)) for b in blocks]
+        try:
+            for indices, future in futures:
+                audio, described, worker_peak = future.result()
+                peaks["worker"] = max(peaks.get("worker", 0.0), worker_peak)
+                pending.append((indices, audio, described))
+                flush(final=False)
+            flush(final=True)
+        except BaseException:
+            for _, future in futures:
+                future.cancel()
+            raise
+    return "processes"
 
 
 def scatter_cached(
@@ -245,6 +368,7 @@ def scatter_cached(
     config: ScatteringConfig,
     device: torch.device,
     cache: FeatureCache | None = None,
+    workers: int | None = None,
 ) -> ScatteringResult:
     """Scatter signals made in code (test tones), reading and filling the cache.
 
@@ -256,20 +380,39 @@ def scatter_cached(
         cache key, so equal identities must mean equal signals.
     config, device, cache
         As for :func:`extract_features`.
+    workers : int, optional
+        On the CPU, threads that scatter the uncached signals (default
+        :func:`default_workers`); on an accelerator this process scatters them in
+        batches sized to the free memory. The bits are the same either way.
     """
+    device = torch.device(device)
     paths = path_table(config)
     shape = (len(paths), config.n_frames)
     keys = [FeatureCache.key(identity) for identity in identities]
     values = np.zeros((len(signals),) + shape, dtype=np.float32)
     todo = _read_cache(cache, keys, shape, values, [None] * len(keys))
     if todo:
-        batch = 1 if device.type == "cpu" else 16
-        computed = scatter(signals[todo], config.sample_rate, config, device, batch).values
+        computed = _scatter_many(np.asarray(signals)[todo], config, device, workers)
         values[todo] = computed
         if cache is not None:
             for i, v in zip(todo, computed, strict=True):
                 cache.put(keys[i], v, {})
     return ScatteringResult(values=values, paths=paths, config=config)
+
+
+def _scatter_many(signals: np.ndarray, config, device, workers=None) -> np.ndarray:
+    """Scatter ready signals: CPU threads one clip at a time, or device batches."""
+    _transform(config, device)
+    if device.type != "cpu":
+        return _scatter_signals(signals, config, device, device_batch(device, config))
+    workers = min(default_workers(device) if workers is None else max(1, int(workers)),
+                  len(signals))
+    with _torch_threads(1):
+        if workers == 1:
+            return _scatter_signals(signals, config, device)
+        with ThreadPoolExecutor(workers, thread_name_prefix="scatter") as pool:
+            parts = pool.map(lambda x: _scatter_signals(x[None], config, device), signals)
+            return np.concatenate(list(parts))
 
 
 def model_inputs(values: np.ndarray, compression: LogCompression, paths: PathTable) -> dict:

@@ -1,4 +1,6 @@
-"""End-to-end feature stage: 8 synthetic clips with 1 vs 2 worker processes; warm cache."""
+"""End-to-end feature stage: 8 synthetic clips with 1 vs 2 workers; warm cache; threads."""
+
+import statistics
 
 import pytest
 import torch
@@ -18,16 +20,17 @@ def dataset():
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_features_cold(benchmark, dataset, workers):
-    # workers=1 scatters in this process (threads from $PMT_BENCH_THREADS); workers=2
-    # spawns two one-thread processes, each building its own filter bank (~5 s).
-    path_table(CONFIG)  # the parent's filter bank is built once per session anyway
-    benchmark.group = "features-8-clips"
+def test_features_cold(benchmark, dataset, device, workers):
+    # CPU: workers=1 prepares and scatters in this thread, workers=2 in two threads of
+    # this process (one torch thread each, one shared filter bank). CUDA: this process
+    # scatters batches, workers=2 spawns two processes that prepare the audio.
+    path_table(CONFIG)  # the filter bank is built once per session anyway
+    benchmark.group = f"features-8-clips-{device}"
     benchmark.pedantic(
-        lambda: extract_features(dataset, CONFIG, torch.device("cpu"), cache=None,
+        lambda: extract_features(dataset, CONFIG, torch.device(device), cache=None,
                                  workers=workers, progress=False),
         rounds=3, iterations=1)
-    benchmark.extra_info.update(workers=workers, clips=N_CLIPS,
+    benchmark.extra_info.update(device=device, workers=workers, clips=N_CLIPS,
                                 s_per_clip=benchmark.stats.stats.median / N_CLIPS)
 
 
@@ -49,52 +52,48 @@ def test_features_warm_cache(benchmark, dataset, tmp_path):
                                 s_per_clip=benchmark.stats.stats.median / N_CLIPS)
 
 
-def _warm_worker():
-    torch.set_num_threads(1)
-    path_table(CONFIG)
-    from pmt_core.features.scattering import _transform
+def test_two_torch_threads_vs_two_worker_threads(benchmark, clips, timed):
+    """The measurement behind ``extraction.default_workers`` (filter bank built first).
 
-    _transform(CONFIG, torch.device("cpu"))
-
-
-def _scatter_one_thread(audio):
-    from pmt_core.features.scattering import scatter
-
-    return scatter(audio, CONFIG.sample_rate, CONFIG, "cpu", 1).values
-
-
-def test_two_thread_process_vs_two_one_thread_processes(benchmark, clips, timed):
-    """The measurement behind ``pipeline.default_workers`` (filter banks built first)."""
-    import multiprocessing
-    import statistics
-    from concurrent.futures import ProcessPoolExecutor
+    One caller thread at two torch threads scattering the clips in turn, against two
+    worker threads at one torch thread each (what :func:`extract_features` does). Both
+    give the same bits (``tests/test_batched.py``); ``ratio`` > 1 means the worker
+    threads are faster.
+    """
+    from concurrent.futures import ThreadPoolExecutor
 
     from pmt_core.features.scattering import scatter
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(2, mp_context=context, initializer=_warm_worker) as pool:
-        list(pool.map(_scatter_one_thread, [clips[:1], clips[1:2]]))  # both warm
+    def scatter_one(x):
+        return scatter(x, CONFIG.sample_rate, CONFIG, "cpu", 1).values
 
-        def two_processes():
-            list(pool.map(_scatter_one_thread, [clips[:2], clips[2:]]))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        scatter_one(clips[0])  # builds the filter bank, warms both set-ups
 
-        def one_process():
-            before = torch.get_num_threads()
+        def two_torch_threads():
             torch.set_num_threads(2)
-            try:
-                for x in clips:
-                    scatter(x, CONFIG.sample_rate, CONFIG, "cpu", 1)
-            finally:
-                torch.set_num_threads(before)
+            for x in clips:
+                scatter_one(x)
 
-        one_process()  # builds this process's filter bank
+        pool = ThreadPoolExecutor(2)
+
+        def two_worker_threads():
+            torch.set_num_threads(1)
+            list(pool.map(scatter_one, clips))
+
+        two_worker_threads()
         one, two = [], []
         for _ in range(3):  # interleaved: load changes hit both alike
-            one.append(timed(one_process) / len(clips))
-            two.append(timed(two_processes) / len(clips))
-        benchmark.group = "threads-vs-processes"
-        benchmark.pedantic(two_processes, rounds=1, iterations=1)
+            one.append(timed(two_torch_threads) / len(clips))
+            two.append(timed(two_worker_threads) / len(clips))
+        benchmark.group = "threads-vs-worker-threads"
+        benchmark.pedantic(two_worker_threads, rounds=1, iterations=1)
+        pool.shutdown()
+    finally:
+        torch.set_num_threads(before)
     benchmark.extra_info.update(
-        s_per_clip_one_process_two_threads=statistics.median(one),
-        s_per_clip_two_processes_one_thread=statistics.median(two),
+        s_per_clip_two_torch_threads=statistics.median(one),
+        s_per_clip_two_worker_threads=statistics.median(two),
         ratio=statistics.median(one) / statistics.median(two), rounds=3, clips=len(clips))
