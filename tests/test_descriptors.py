@@ -98,3 +98,48 @@ def test_sounding_region():
     x = np.zeros(N, dtype=np.float32)
     x[SR // 2 : SR // 2 + 2 * SR] = _harmonic(330.0, n=2 * SR)
     assert describe(x)["sounding_s"] == pytest.approx(2.0, abs=0.05)
+
+
+def _coloured_noise(rng, exponent, n=N):
+    """Gaussian noise whose power falls as f**-exponent (0 white, 1 pink, 2 brown)."""
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    gain = np.where(freqs > 0, np.maximum(freqs, 1.0) ** (-exponent / 2), 0.0)
+    bins = rng.standard_normal(len(freqs)) + 1j * rng.standard_normal(len(freqs))
+    return np.fft.irfft(bins * gain, n=n)
+
+
+@pytest.mark.parametrize(("exponent", "slope"), [(0, 0.0), (1, -3.01), (2, -6.02)])
+def test_ltas_slope_of_coloured_noise(rng, exponent, slope):
+    d = describe(_coloured_noise(rng, exponent))
+    assert d["ltas_slope_db_per_oct"] == pytest.approx(slope, abs=0.3)
+
+
+def test_flatness_tells_noise_from_lines(rng):
+    white = describe(_coloured_noise(rng, 0))["log_spectral_flatness"]
+    tone = _harmonic(220.0, n_harm=40)
+    line = describe(tone)["log_spectral_flatness"]
+    assert -0.35 < white <= 0.0  # Welch averages: the geometric mean is a little low
+    assert line < -1.5
+    # Adding noise to the tone makes it flatter, monotonically.
+    levels = [describe(tone + g * _coloured_noise(rng, 0) * np.std(tone))["log_spectral_flatness"]
+              for g in (0.01, 0.1, 1.0)]
+    assert line < levels[0] < levels[1] < levels[2] < white + 0.05
+
+
+@settings(max_examples=10, deadline=None)
+@given(gain=st.floats(1e-4, 1e3), f0=st.floats(80.0, 1500.0))
+def test_spectral_descriptors_ignore_the_level(gain, f0):
+    # The network sees each clip divided by its standard deviation: these
+    # descriptors must not change with the level.
+    x = _harmonic(f0).astype(np.float64) + 1e-3 * np.sin(np.arange(N) * 0.3)
+    ref, scaled = describe(x), describe(gain * x)
+    for key in ("log_spectral_flatness", "ltas_slope_db_per_oct", "spectral_centroid_hz"):
+        assert scaled[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-9), key
+    assert scaled["rms"] == pytest.approx(gain * ref["rms"], rel=1e-6)
+
+
+def test_spectral_descriptors_at_a_low_sample_rate(rng):
+    # The bands are clipped below the Nyquist frequency: still finite.
+    d = describe(_coloured_noise(rng, 1, n=2**15), sample_rate=16000)
+    assert d["ltas_slope_db_per_oct"] == pytest.approx(-3.01, abs=0.6)
+    assert np.isfinite(d["log_spectral_flatness"])

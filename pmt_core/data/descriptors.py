@@ -1,14 +1,21 @@
 """Cheap signal descriptors computed once per example during the feature stage.
 
 The data claims (validation/test_data_claims.py) use them instead of reloading
-audio: loudness, brightness and pitch as nuisance cues, and the rates of the
-amplitude envelope and of the pitch track as evidence of the modulation.
+audio: brightness, noisiness, spectral slope and pitch as nuisance cues (the
+shortcut guard, :mod:`pmt_core.data.shortcuts`), and the rates of the amplitude
+envelope and of the pitch track as evidence of the modulation.
+
+``rms`` and ``peak`` describe the clip as stored. The network never sees them:
+every clip is divided by its own standard deviation before scattering
+(:func:`pmt_core.data.audio.prepare_signals`), so the spectral descriptors meant
+for the shortcut guard (``log_spectral_flatness``, ``ltas_slope_db_per_oct``) are
+computed on the clip so normalised.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import get_window, welch
 
 #: Band (Hz) searched for the envelope and pitch modulation rates.
@@ -18,10 +25,17 @@ F0_SEARCH_HZ = (30.0, 4200.0)
 
 _CONTROL_RATE_HZ = 1000.0  # rate of the envelope and pitch tracks
 _DETREND_S = 0.5  # moving average removed from the tracks: keeps rates above ~2 Hz
-_PITCH_EDGE_S = 0.1  # pitch-track frames dropped at each end of the note
+_PITCH_MIN_HZ = 150.0  # lowest harmonic the pitch track prefers (its band: +-30 Hz)
+_EDGE_S = 0.1  # envelope and pitch-track frames dropped at each end of the note
 _SOUNDING_DB = 30.0  # the note is where the envelope is within 30 dB of its maximum
+_CLOSING_S = 0.5  # dips shorter than this (modulations above 2 Hz) stay in the note
 _SHS_HARMONICS = 8
 _SHS_DECAY = 0.84  # weight of harmonic h is 0.84**(h-1) (Hermes' subharmonic summation)
+#: Bands (Hz) of the spectral flatness and of the long-term spectral slope fit:
+#: where every instrument has energy, below the band limit of the synthetic data.
+FLATNESS_BAND_HZ = (100.0, 16000.0)
+SLOPE_BAND_HZ = (200.0, 10000.0)
+_PSD_FLOOR = 1e-20  # on the unit-variance clip: keeps log() finite in empty bins
 
 DESCRIPTOR_NAMES = (
     "rms",
@@ -35,6 +49,8 @@ DESCRIPTOR_NAMES = (
     "pitch_rate_salience",
     "pitch_depth_cents",
     "sounding_s",
+    "log_spectral_flatness",
+    "ltas_slope_db_per_oct",
 )
 
 
@@ -55,13 +71,20 @@ def describe(audio: np.ndarray, sample_rate: int = 44100) -> dict[str, float]:
         mean frequency, Welch spectrum); ``f0_estimate_hz`` (subharmonic summation
         on the Welch spectrum, 30-4200 Hz, 1/48-octave grid); ``envelope_rate_hz``
         (fundamental in 2-64 Hz of the spectrum of the detrended log amplitude
-        envelope over the sounding note, by subharmonic summation);
-        ``pitch_rate_hz`` (the same for the instantaneous-frequency track of the
-        strongest of the first three harmonics, 0.1 s trimmed at the note's ends);
+        envelope over the sounding note, 0.1 s trimmed at its ends, by
+        subharmonic summation); ``pitch_rate_hz`` (the same for the
+        instantaneous-frequency track of the strongest of the first three
+        harmonics);
         ``*_salience`` (power at the rate over the median power in 2-64 Hz);
         ``envelope_depth_db`` and ``pitch_depth_cents`` (standard deviation of the
-        detrended tracks); ``sounding_s`` (length of the note). Every value is
-        finite: a silent or too short clip gives 0.0 for all of them.
+        detrended tracks); ``sounding_s`` (length of the note);
+        ``log_spectral_flatness`` (log10 of the geometric over the arithmetic mean
+        of the Welch power spectrum in 100-16000 Hz: 0 for white noise, very
+        negative for a line spectrum) and ``ltas_slope_db_per_oct`` (least-squares
+        slope of the long-term average spectrum, in dB per octave, over
+        200-10000 Hz, each Welch bin one point), both of the clip divided by its
+        standard deviation. Every value is finite: a silent or too short clip
+        gives 0.0 for all of them.
     """
     x = np.asarray(audio, dtype=np.float64).ravel()
     out = dict.fromkeys(DESCRIPTOR_NAMES, 0.0)
@@ -74,6 +97,8 @@ def describe(audio: np.ndarray, sample_rate: int = 44100) -> dict[str, float]:
 
     freqs, psd = welch(x, fs=sample_rate, nperseg=8192, noverlap=4096)
     out["spectral_centroid_hz"] = float(np.sum(freqs * psd) / max(np.sum(psd), 1e-30))
+    flatness, slope = _spectral_shape(freqs, psd / max(np.var(x), 1e-30), sample_rate)
+    out["log_spectral_flatness"], out["ltas_slope_db_per_oct"] = flatness, slope
     f0 = _f0_shs(freqs, psd)
     out["f0_estimate_hz"] = f0
 
@@ -81,19 +106,21 @@ def describe(audio: np.ndarray, sample_rate: int = 44100) -> dict[str, float]:
     control_rate = sample_rate / hop
     envelope = _power_envelope(x, sample_rate, f0, hop)
     envelope_db = 10.0 * np.log10(envelope + 1e-12)
-    region = _sounding_region(envelope_db)
+    region = _sounding_region(envelope_db, control_rate)
     if region.stop - region.start < int(4 * control_rate / RATE_BAND_HZ[0]):
         return out  # under two cycles of the slowest rate: rates undefined
     out["sounding_s"] = (region.stop - region.start) / control_rate
 
-    env_track = _detrend(envelope_db[region], control_rate)
+    # The note's attack and release are no modulation, and the band-pass of the
+    # pitch track rings at the note's (or the clip's) edges: skip 0.1 s there.
+    trim = int(_EDGE_S * control_rate)
+    inner = slice(region.start + trim, region.stop - trim)
+    env_track = _detrend(envelope_db[inner], control_rate)
     out["envelope_depth_db"] = float(np.std(env_track))
     out["envelope_rate_hz"], out["envelope_rate_salience"] = _dominant_rate(env_track, control_rate)
 
     pitch = _pitch_track(x, sample_rate, f0, hop, freqs, psd)
-    # The band-pass rings at the note's (or the clip's) edges: skip 0.1 s there.
-    trim = int(_PITCH_EDGE_S * control_rate)
-    pitch_region = slice(region.start + trim, region.stop - trim)
+    pitch_region = inner
     if (
         pitch is not None
         and pitch_region.stop - pitch_region.start > 2 * control_rate / RATE_BAND_HZ[0]
@@ -102,6 +129,25 @@ def describe(audio: np.ndarray, sample_rate: int = 44100) -> dict[str, float]:
         out["pitch_depth_cents"] = float(1200.0 * np.std(pitch_track))
         out["pitch_rate_hz"], out["pitch_rate_salience"] = _dominant_rate(pitch_track, control_rate)
     return {k: float(v) if np.isfinite(v) else 0.0 for k, v in out.items()}
+
+
+def _spectral_shape(freqs, unit_psd, sample_rate) -> tuple[float, float]:
+    """Log spectral flatness and long-term slope (dB/octave) of a unit-variance clip.
+
+    Welch's power is linear in the signal's power, so the spectrum of the clip
+    divided by its standard deviation is ``psd / var``: no second transform. The
+    bands are clipped at 0.45 fs for low sample rates.
+    """
+    top = 0.45 * sample_rate
+    band = (freqs >= FLATNESS_BAND_HZ[0]) & (freqs <= min(FLATNESS_BAND_HZ[1], top))
+    power = unit_psd[band] + _PSD_FLOOR
+    flatness = float(np.mean(np.log10(power)) - np.log10(np.mean(power))) if band.any() else 0.0
+    fit = (freqs >= SLOPE_BAND_HZ[0]) & (freqs <= min(SLOPE_BAND_HZ[1], top))
+    slope = 0.0
+    if fit.sum() >= 2:
+        slope = float(np.polyfit(np.log2(freqs[fit]), 10.0 * np.log10(unit_psd[fit] + _PSD_FLOOR),
+                                 1)[0])
+    return flatness, slope
 
 
 def _f0_shs(freqs: np.ndarray, psd: np.ndarray) -> float:
@@ -134,16 +180,29 @@ def _power_envelope(x, sample_rate, f0, hop):
     return power[: n * hop].reshape(n, hop).mean(axis=1)
 
 
-def _sounding_region(envelope_db):
-    """Longest run of frames within ``_SOUNDING_DB`` of the (robust) maximum."""
+def _sounding_region(envelope_db, control_rate):
+    """Longest run of frames within ``_SOUNDING_DB`` of the (robust) maximum.
+
+    The run is found on the closed envelope (a moving maximum, then a moving
+    minimum, over ``_CLOSING_S``): the dips of a deep modulation (a flutter or a
+    tremolo down to -35 dB) do not cut the note into pieces. The run is then
+    trimmed to its first and last frames that are loud in the envelope itself,
+    since the closing also fills the silence before a note near the clip's start.
+    """
+    size = max(1, int(_CLOSING_S * control_rate))
+    closed = minimum_filter1d(maximum_filter1d(envelope_db, size), size)
     top = np.percentile(envelope_db, 99)
-    loud = envelope_db > top - _SOUNDING_DB
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+    threshold = top - _SOUNDING_DB
+    loud_closed = np.concatenate([[0], (closed > threshold).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(loud_closed))
     starts, stops = edges[0::2], edges[1::2]
     if len(starts) == 0:
         return slice(0, 0)
-    best = np.argmax(stops - starts)
-    return slice(int(starts[best]), int(stops[best]))
+    best = int(np.argmax(stops - starts))
+    loud = np.flatnonzero(envelope_db[starts[best] : stops[best]] > threshold)
+    if len(loud) == 0:
+        return slice(0, 0)
+    return slice(int(starts[best] + loud[0]), int(starts[best] + loud[-1] + 1))
 
 
 def _detrend(track, control_rate):
@@ -186,11 +245,14 @@ def _pitch_track(x, sample_rate, f0, hop, freqs, psd):
     The harmonic h in 1..3 maximising ``h * power`` within +-20% of ``h f0`` is
     isolated in the frequency domain (a band that holds both notes of a trill but
     no neighbouring harmonic); its analytic signal gives the phase increments.
+    Harmonics below ``_PITCH_MIN_HZ`` are passed over when a higher one exists:
+    their +-20% band is too narrow in Hz for the sidebands of a fast vibrato.
     """
     if f0 <= 0:
         return None
     best, best_score = None, 0.0
-    for h in (1, 2, 3):
+    lowest = next((h for h in (1, 2) if h * f0 >= _PITCH_MIN_HZ), 3)
+    for h in range(lowest, 4):
         lo, hi = h * f0 / 1.2, h * f0 * 1.2
         if hi >= 0.45 * sample_rate:
             break
