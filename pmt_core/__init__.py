@@ -1,8 +1,15 @@
 """Validation of LRP explanations of playing-technique classification over scattering.
 
-The public API is re-exported here; each concern lives in its own module.
+The public API, re-exported here; each concern lives in its own module, and the
+sub-packages follow the data flow (``data`` -> ``features`` -> ``model`` ->
+``explain`` -> ``stages`` -> ``claims`` -> ``report``)::
+
+    from pmt_core import run_stages
+    run = run_stages(dataset="synthetic", profile="smoke", seed=0)
+    run.models.replicates["s1s2"][0].model
 """
 
+from pmt_core.data.datasets import load_dataset
 from pmt_core.features.compression import LogCompression
 from pmt_core.features.grid import CarrierModulationGrid
 from pmt_core.features.scattering import (
@@ -14,8 +21,8 @@ from pmt_core.features.scattering import (
 )
 from pmt_core.infra.device import select_device
 from pmt_core.model.network import PMTConvNet
-
-from .techniques import MODULATION_BAND_HZ, TECHNIQUES
+from pmt_core.stages import Run, RunSettings, run_stages
+from pmt_core.techniques import MODULATION_BAND_HZ, TECHNIQUES
 
 __all__ = [
     "MODULATION_BAND_HZ",
@@ -24,9 +31,13 @@ __all__ = [
     "LogCompression",
     "PMTConvNet",
     "PathTable",
+    "Run",
+    "RunSettings",
     "ScatteringConfig",
     "ScatteringResult",
+    "load_dataset",
     "path_table",
+    "run_stages",
     "scatter",
     "select_device",
 ]

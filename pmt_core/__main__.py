@@ -8,6 +8,7 @@ Subcommands::
     cache clear [--cache-dir DIR]
     baseline update REPORT.json BASELINE.json
     baseline compare REPORT.json BASELINE.json
+    claims [--json] [--group GROUP]
 
 Error contract: a user error (a bad argument, a missing or damaged file, an
 incompatible checkpoint, silent audio, a bad baseline, a folder that is not a
@@ -64,8 +65,7 @@ def _device(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m pmt_core``."""
     from pmt_core.explain.lrp import RULES
-
-    from .explain_audio import DEFAULT_CHECKPOINT, DEFAULT_RULE
+    from pmt_core.explain_audio import DEFAULT_CHECKPOINT, DEFAULT_RULE
 
     parser = _Parser(
         prog="python -m pmt_core",
@@ -114,11 +114,68 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (update, compare):
         sub.add_argument("report", help="a run's validation.json")
         sub.add_argument("baseline", help="baseline JSON file")
+
+    claims = commands.add_parser(
+        "claims", help="list every claim with its bounds, paper value and known failures",
+        description="List the registered claims (pmt_core.claims): id, title, group, "
+                    "bounds (figure, operator, bar), paper value, and where each is known "
+                    "not to hold.")
+    claims.add_argument("--json", action="store_true", help="machine-readable list")
+    claims.add_argument("--group", default=None, help="only this group (data, accuracy, ...)")
     return parser
 
 
+def claims_listing(group: str | None = None) -> list[dict]:
+    """Every registered claim as a plain dict (the ``claims --json`` contract).
+
+    Keys: ``id``, ``title``, ``group``, ``bounds`` (each ``figure``, ``op``,
+    ``value``, ``name``, ``why``; a bar that depends on the run is ``null``),
+    ``paper``, ``unit``, ``known_failures`` (each ``dataset``, ``profile``,
+    ``bounds``, ``reason``).
+    """
+    from pmt_core.claims.core import all_cases
+    from pmt_core.claims.known_failures import KNOWN_FAILURES
+
+    out = []
+    for case in all_cases(group):
+        bounds = []
+        for b in case.bounds:
+            entry = b.to_dict()
+            if callable(b.value):
+                entry["value"] = None
+            bounds.append(entry)
+        known = [{"dataset": k.dataset, "profile": k.profile, "bounds": list(k.bounds),
+                  "reason": k.reason} for k in KNOWN_FAILURES if k.claim == case.id]
+        out.append({"id": case.id, "title": case.title, "group": case.spec.group,
+                    "bounds": bounds, "paper": case.spec.paper, "unit": case.spec.unit,
+                    "known_failures": known})
+    return out
+
+
+def _claims(args) -> int:
+    from pmt_core.claims.core import CLAIMS
+
+    groups = {spec.group for spec in CLAIMS.values()} or set()
+    listing = claims_listing(args.group)
+    if args.group is not None and not listing:
+        known = sorted(groups | {c["group"] for c in claims_listing()})
+        raise _UserError(f"--group {args.group!r}: no such group; known: {', '.join(known)}")
+    if args.json:
+        print(json.dumps(listing, indent=1, default=str))
+        return 0
+    for c in listing:
+        bars = "; ".join(f"{b['figure']} {b['op']} "
+                         f"{'(run-dependent)' if b['value'] is None else b['value']}"
+                         for b in c["bounds"])
+        known = "".join(f"\n    known not to hold on {k['dataset']}/{k['profile']} "
+                        f"({', '.join(k['bounds'])})" for k in c["known_failures"])
+        paper = f"\n    paper: {c['paper']}" if c["paper"] is not None else ""
+        print(f"{c['id']}\n    {c['title']}\n    bounds: {bars}{paper}{known}")
+    return 0
+
+
 def _explain(args) -> int:
-    from .explain_audio import (
+    from pmt_core.explain_audio import (
         check_output,
         explain_recording,
         format_explanation,
@@ -206,7 +263,6 @@ def _baseline(args) -> int:
         BaselineError,
         compare,
         load_baseline,
-        run_context,
         write_baseline,
     )
 
@@ -237,7 +293,7 @@ def _baseline(args) -> int:
     except BaselineError as exc:
         raise _UserError(str(exc)) from exc
     try:
-        result = compare(baseline, report["claims"], context=run_context(report))
+        result = compare(baseline, report)
     except (KeyError, TypeError, AttributeError) as exc:
         raise _UserError(f"{args.report} or {args.baseline} is malformed: "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -257,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     from pmt_core.report.regression import BaselineError
 
     args = build_parser().parse_args(argv)
-    handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline}
+    handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline, "claims": _claims}
     try:
         return handlers[args.command](args)
     except (CheckError, BaselineError, _UserError) as exc:

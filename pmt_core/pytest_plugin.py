@@ -43,7 +43,7 @@ CLAIMS_MARKER = "pmt_claims"
 
 
 def pytest_addoption(parser):
-    """The run's options (group "pmt")."""
+    """Add the run's options (group "pmt")."""
     from pmt_core.profiles import PROFILE_NAMES
     from pmt_core.stages import PERTURBATIONS
 
@@ -163,13 +163,13 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def pmt_settings(pytestconfig):
-    """The run's :class:`~pmt_core.stages.RunSettings`, from the command line."""
+    """Return the run's :class:`~pmt_core.stages.RunSettings`, from the command line."""
     return pytestconfig.pmt_settings
 
 
 @pytest.fixture(scope="session")
 def pmt_recorder(pytestconfig):
-    """The session's :class:`ClaimRecorder`."""
+    """Return the session's :class:`ClaimRecorder`."""
     return pytestconfig.pluginmanager.get_plugin("pmt-recorder")
 
 
@@ -188,6 +188,15 @@ class ClaimRecorder:
         self.regression: dict | None = None
         self.paths: tuple = ()
         self.report: dict | None = None
+        self.selected: set = set()
+
+    @pytest.hookimpl(trylast=True)  # after -k / -m deselection
+    def pytest_collection_modifyitems(self, session, config, items):
+        """Remember which claims this session evaluates (the rest are "not run")."""
+        for item in items:
+            case = getattr(getattr(item, "callspec", None), "params", {}).get("claim_case")
+            if hasattr(case, "spec"):
+                self.selected.add(case.id)
 
     # -- evaluation ---------------------------------------------------------
     def check(self, case, run) -> None:
@@ -257,7 +266,7 @@ class ClaimRecorder:
                               elapsed=time.perf_counter() - self.started)
         baseline_path = config.getoption("--baseline")
         if baseline_path:
-            self.regression = _compare_with_baseline(report, baseline_path)
+            self.regression = _compare_with_baseline(report, baseline_path, self.selected)
             report["regression"] = self.regression
             report["claims"].append(self.regression["record"])
             if self.regression["drifts"] and session.exitstatus == 0:
@@ -271,7 +280,7 @@ class ClaimRecorder:
             self.paths += (write_baseline(report, config.getoption("--update-baseline")),)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
-        """A short claims table, the regression summary and the report paths."""
+        """Print a short claims table, the regression summary and the report paths."""
         if self.report is None:
             return
         from pmt_core.report.render import format_value, verdict_line
@@ -283,8 +292,8 @@ class ClaimRecorder:
             shown = format_value(c.get("key_figure"))
             if interval and None not in interval:
                 shown += f" [{format_value(interval[0])}, {format_value(interval[1])}]"
-            tr.write_line(f"{c.get('verdict') or '-':>14}  {c.get('status') or '-':>8}  {c['id']:<46} "
-                          f"{shown}"[:170])
+            verdict, status = c.get("verdict") or "-", c.get("status") or "-"
+            tr.write_line(f"{verdict:>14}  {status:>8}  {c['id']:<46} {shown}"[:170])
         tr.write_line(verdict_line(self.report["claims"]))
         if self.regression:
             tr.write_line(f"baseline {config.getoption('--baseline')}: "
@@ -304,7 +313,7 @@ def _placeholder(case) -> dict:
             "explainers": None, "status": None}
 
 
-def _compare_with_baseline(report: dict, path: str) -> dict:
+def _compare_with_baseline(report: dict, path: str, selected: set) -> dict:
     from pmt_core.report.regression import BaselineError, compare, load_baseline
 
     try:
@@ -312,7 +321,7 @@ def _compare_with_baseline(report: dict, path: str) -> dict:
     except BaselineError as exc:
         drifts = [{"claim": "(run)", "kind": "baseline", "text": str(exc)}]
         return {"summary": str(exc), "drifts": drifts, "record": _drift_record(str(exc), drifts)}
-    result = compare(baseline, report)
+    result = compare(baseline, report, selected)
     out = result.to_dict() | {"baseline": str(path)}
     out["record"] = _drift_record(result.summary(), out["drifts"], out)
     return out

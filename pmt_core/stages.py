@@ -188,14 +188,14 @@ class DataStage:
         return np.flatnonzero(self.frame["subset"].to_numpy() == subset)
 
     def column(self, name: str, subset: str | None = None) -> np.ndarray | None:
-        """A float column (all rows, or one subset), or None when the data lack it."""
+        """Return a float column (all rows, or one subset); None when the data lack it."""
         if name not in self.frame:
             return None
         values = pd.to_numeric(self.frame[name], errors="coerce").to_numpy(dtype=float)
         return values if subset is None else values[self.index(subset)]
 
     def summary(self) -> dict:
-        """What the report shows of the data set."""
+        """Return what the report shows of the data set."""
         return {
             "source": self.source,
             "path": self.path,
@@ -253,7 +253,7 @@ class CompressionStage:
     paths: PathTable
 
     def for_kind(self, kind: str) -> LogCompression:
-        """The compression of the paths one input kind reads."""
+        """Return the compression of the paths one input kind reads."""
         return self.compression if kind == "s1s2" else self.compression.subset(
             self.paths.first_order)
 
@@ -377,6 +377,27 @@ class TheoryStage:
     fm: np.ndarray
     outside: np.ndarray
     paths: PathTable
+
+
+@dataclass
+class TwinStage:
+    """The test clips' modulation-ablated twins.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The twins' manifest rows (``technique`` is the source's).
+    descriptors : pandas.DataFrame
+    labels : numpy.ndarray of int
+        The source's class.
+    predictions : numpy.ndarray of int, (replicates, n)
+        Each S1+S2 replicate's prediction on each twin.
+    """
+
+    frame: pd.DataFrame
+    descriptors: pd.DataFrame
+    labels: np.ndarray
+    predictions: np.ndarray
 
 
 # -------------------------------------------------------------------- run --
@@ -632,7 +653,7 @@ class Run:
                            result.paths)
 
     def memo(self, key: str, compute):
-        """A derived quantity several claims share, computed once per run."""
+        """Return a derived quantity several claims share, computed once per run."""
         store = self.__dict__.setdefault("_memo", {})
         if key not in store:
             store[key] = compute()
@@ -666,6 +687,33 @@ class Run:
                 out.append(result.model)
         return out
 
+    @cached_property
+    def twins(self) -> TwinStage | None:
+        """Modulation-ablated twins of the test clips, scattered, compressed, predicted.
+
+        Synthetic data only (None otherwise): each twin keeps its source's nuisance
+        (instrument, pitch, noise, distractor, seed) with the technique's modulation
+        switched off (:func:`pmt_core.data.synth.ablated_twin`).
+        """
+        if self.data.source != "synthetic":
+            return None
+        from pmt_core.data.synth import ablated_twins
+        from pmt_core.features.extraction import extract_features
+        from pmt_core.model.training import predict_logits
+
+        frame = ablated_twins(self.data.frame.iloc[self.data.index("test")])
+        frame = frame.reset_index(drop=True)
+        with self.timed("twins"):
+            stage = extract_features(frame, self.scattering_config, self.device,
+                                     cache=self.cache, progress=self.progress)
+            compressed = torch.from_numpy(self.compression.compression.transform(
+                stage.result.values))
+            with self._arithmetic():
+                preds = [predict_logits(m.model, compressed, device=self.device).argmax(1)
+                         for m in self.models.replicates["s1s2"]]
+        labels = np.array([self.data.class_names.index(t) for t in frame["technique"]])
+        return TwinStage(frame, stage.descriptors, labels, np.stack(preds))
+
     def sanity_index(self) -> np.ndarray:
         """Test positions of the sanity checks: stratified, seeded, sorted."""
         true = self.data.labels[self.data.index("test")]
@@ -685,7 +733,7 @@ class Run:
         return self.compression.inputs[kind][self.data.index("test")]
 
     def context(self) -> dict:
-        """What identifies the run (profile, seed, data, device, perturbation)."""
+        """Return what identifies the run (profile, seed, data, device, perturbation)."""
         return {"profile": self.profile.name, "seed": self.settings.seed,
                 "dataset": self.settings.dataset, "perturb": self.settings.perturb,
                 "replicates": self.n_replicates}

@@ -1,240 +1,105 @@
-"""The HTML report: every claim present, nothing fetched, Table 1, links, workflow lint."""
-
-from __future__ import annotations
+"""The report: JSON contract, self-contained HTML, verdict matrix first."""
 
 import json
 import re
-import shutil
-import subprocess
-import sys
-from html.parser import HTMLParser
-from pathlib import Path
 
-import matplotlib.pyplot as plt
-import pytest
+import numpy as np
+from matplotlib.figure import Figure
 
-from pmt_core.figures.plots import figure_to_data_uri
-from pmt_core.report.render import (
-    PAPER_VS_CODE,
-    format_value,
-    render_html,
-    table1,
-    to_jsonable,
-    verdict,
-    verdict_class,
-    write_report,
-)
-
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW = ROOT / ".github" / "workflows" / "gpu-validation.yml"
+from pmt_core.report.build import verdict_matrix
+from pmt_core.report.paper_vs_code import PAPER_VS_CODE
+from pmt_core.report.records import save_plots, to_jsonable
+from pmt_core.report.render import format_value, render_html, verdict_line, write_report
 
 
-def _claim(claim_id, status="passed", measured=0.5, **extra):
-    return {"id": claim_id, "title": f"title of {claim_id}", "status": status,
-            "measured": measured, "threshold": 0.4, "paper": None, "unit": "fraction",
-            "detail": "", "group": claim_id.split(".")[0], "figures": [], "tables": [],
-            "test": f"validation/test_x.py::{claim_id}", **extra}
+def _cell(measured, verdict, null):
+    return {"measured": measured, "interval": [measured - 0.1, measured + 0.1],
+            "verdict": verdict, "null": null, "must_reject": null, "label": "L"}
 
 
-def sample_report(regression=None) -> dict:
-    """A small report in the validation.json contract, with one figure and one table."""
-    fig, ax = plt.subplots(figsize=(2, 1.5))
-    ax.plot([1, 2], [3, 4])
-    ax.set_xlabel("modulation (Hz)")
-    claims = [
-        _claim("data.no_shortcut", measured=0.21),
-        _claim("accuracy.s1s2.per_class", measured={"trill": 0.95, "tremolo": 1.0},
-               paper={"trill": 0.9856, "tremolo": 0.998}),
-        _claim("accuracy.s1.per_class", status="failed",
-               measured={"trill": 0.5, "tremolo": 0.7}, paper={"trill": 0.7033, "tremolo": 0.9223},
-               longrepr="AssertionError: <trill> below"),
-        _claim("relevance.kurtosis_contrast", measured={"epsilon mean": 3.0},
-               figures=[{"src": figure_to_data_uri(fig), "caption": "kurtosis <per rule>"}],
-               tables=[{"caption": "t", "columns": ["a", "b"], "rows": [{"a": 1, "b": None}]}]),
-        _claim("scattering.shape", measured={"paths": 1200}),
-        _claim("lrp.canonizer", measured=1e-5),
-        _claim("regression.drift", status="skipped", measured=None),
-    ]
-    return {
-        "profile": "ci", "device": "cpu",
-        "dataset": {"source": "synthetic", "n_examples": 10, "per_class": {"trill": 5},
-                    "per_split": {"test": 10}, "n_ignored": None},
-        "versions": {"torch": "2.x"}, "timings_s": {"features": 3.0, "total": 10.0},
-        "environment": {"seed": 0, "git_commit": "abc123", "command": "pytest validation",
-                        "profile": "ci", "device": "cpu"},
-        "paper_vs_code": PAPER_VS_CODE, "regression": regression, "claims": claims,
-    }
+def _record(claim_id, verdict="holds", status="passed", explainers=None, **extra):
+    return {"id": claim_id, "title": "<b>title</b> & co", "group": claim_id.split(".")[0],
+            "family": ".".join(claim_id.split(".")[:2]), "verdict": verdict, "status": status,
+            "reason": f"{verdict}: x = 1", "bounds": [{"figure": "x", "op": "at least",
+                                                      "value": 0.5, "name": "x", "why": "w",
+                                                      "verdict": verdict}],
+            "figures": {"x": {"value": 1.0, "interval": [0.8, 1.2], "method": "t", "n": 3,
+                              "replicates": [1.0], "spread": None}},
+            "measured": {"x": 1.0}, "key_figure": 1.0, "interval": [0.8, 1.2], "paper": None,
+            "unit": "", "detail": "detail", "n": 3, "tables": [], "plots": [],
+            "explainers": explainers, **extra}
 
 
-class _Collector(HTMLParser):
-    """Collect ids, hrefs, resource URLs, inline styles and scripts of a page."""
-
-    def __init__(self):
-        super().__init__()
-        self.ids, self.hrefs, self.sources, self.scripts = set(), [], [], []
-        self.styles, self._in_style, self.text = [], False, []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if "id" in attrs:
-            self.ids.add(attrs["id"])
-        if "href" in attrs:
-            self.hrefs.append(attrs["href"])
-        for name in ("src", "srcset", "data", "poster", "background"):
-            if attrs.get(name):
-                self.sources.append(attrs[name])
-        if attrs.get("style"):
-            self.styles.append(attrs["style"])
-        if tag == "script":
-            self.scripts.append(attrs)
-        if tag == "link":
-            self.sources.append(attrs.get("href", ""))
-        self._in_style = tag == "style"
-
-    def handle_endtag(self, tag):
-        self._in_style = False
-
-    def handle_data(self, data):
-        if self._in_style:
-            self.styles.append(data)
-        self.text.append(data)
+def _report(claims):
+    return {"profile": "ci", "device": "cpu", "replicates": 5,
+            "settings": {"dataset": "synthetic", "profile": "ci", "seed": 0, "device": "cpu",
+                         "perturb": "none", "replicates": 5},
+            "dataset": {"source": "synthetic", "n_examples": 10, "per_class": {"trill": 10}},
+            "provenance": {"git_commit": "abc", "git_dirty": True}, "versions": {"torch": "x"},
+            "timings_s": {"data": 1.0, "total": 2.0}, "command": "pytest validation",
+            "paper_vs_code": PAPER_VS_CODE, "matrix": verdict_matrix(claims),
+            "regression": None, "claims": claims}
 
 
-def parse(html: str) -> _Collector:
-    collector = _Collector()
-    collector.feed(html)
-    collector.close()
-    return collector
+CELLS = {"epsilon": _cell(0.3, "holds", False), "energy_raw": _cell(0.2, "holds", True),
+         "random": _cell(0.0, "does not hold", True)}
+CLAIMS = [
+    _record("relevance.localisation.epsilon", explainers=CELLS),
+    _record("relevance.localisation.zplus_epsilon", verdict="does not hold", status="failed",
+            explainers=CELLS),
+    _record("accuracy.s2_gain", verdict="inconclusive", status="skipped"),
+    _record("data.no_shortcut", verdict="does not hold", status="xfailed",
+            known_failure="measured: 0.4"),
+]
 
 
-def assert_self_contained(html: str) -> _Collector:
-    """Fail if the page would fetch anything: external src/href, <script src>, url(), @import."""
-    page = parse(html)
-    assert not [s for s in page.sources if not s.startswith("data:")], page.sources
-    external = [h for h in page.hrefs if re.match(r"^\s*(https?:|//|file:)", h, re.I)]
-    assert not external, external
-    assert not [s for s in page.scripts if s.get("src")]
-    for css in page.styles:
-        assert "@import" not in css
-        assert not re.search(r"url\(\s*['\"]?(?!data:)", css), css
-    return page
+def test_matrix_rows_are_families_and_nulls_come_last():
+    matrix = verdict_matrix(CLAIMS)
+    assert [r["family"] for r in matrix["rows"]] == ["relevance.localisation"]
+    assert matrix["rows"][0]["claims"] == ["relevance.localisation.epsilon",
+                                           "relevance.localisation.zplus_epsilon"]
+    assert [e["name"] for e in matrix["explainers"]] == ["epsilon", "energy_raw", "random"]
+    assert [e["null"] for e in matrix["explainers"]] == [False, True, True]
 
 
-def test_every_claim_appears_and_links_resolve():
-    report = sample_report()
-    html = render_html(report)
-    page = assert_self_contained(html)
-    for c in report["claims"]:
-        assert c["id"] in page.ids, c["id"]
-        assert f"#{c['id']}" in page.hrefs
-    internal = [h[1:] for h in page.hrefs if h.startswith("#")]
-    assert set(internal) <= page.ids, set(internal) - page.ids
+def test_verdict_line_counts_known_failures_apart():
+    line = verdict_line(CLAIMS)
+    assert line.startswith("1 claim(s) do not hold")
+    assert "1 known not to hold" in line and "1 inconclusive" in line
+    assert verdict_line([CLAIMS[0]]) == "All claims hold (1 holds)."
 
 
-def test_escaping_and_verdict_first():
-    html = render_html(sample_report())
-    assert "kurtosis &lt;per rule&gt;" in html and "<per rule>" not in html
-    assert "AssertionError: &lt;trill&gt; below" in html
-    # the verdict comes before every section
-    assert html.index('id="verdict"') < html.index('id="claims"') < html.index('id="group-data"')
-    assert "1 claim(s) do not hold" in html
+def test_html_opens_with_the_verdict_and_the_matrix_and_escapes(tmp_path):
+    html = render_html(to_jsonable(_report(CLAIMS)), tmp_path)
+    verdict_at, matrix_at = html.index('id="verdict"'), html.index('id="matrix"')
+    claims_at = html.index('id="claims"')
+    assert verdict_at < matrix_at < claims_at
+    assert "<b>title</b>" not in html and "&lt;b&gt;title&lt;/b&gt;" in html
+    # a null that passes is outlined as a power failure
+    assert re.search(r'class="c-holds null"', html)
+    assert "uncommitted changes" in html
+    assert "http://" not in html and "https://" not in html  # fetches nothing
 
 
-def test_sections_in_audit_order():
-    html = render_html(sample_report())
-    order = ["claims", "group-data", "data-summary", "group-accuracy", "group-relevance",
-             "group-scattering", "group-lrp", "group-regression", "paper-vs-code", "timings",
-             "environment"]
-    positions = [html.index(f'id="{name}"') for name in order]
-    assert positions == sorted(positions)
-    for needle in ("abc123", "pytest validation", "2.x"):
-        assert needle in html
-
-
-def test_table1_beside_paper():
-    rows = table1(sample_report()["claims"])
-    assert [r["class"] for r in rows] == ["trill", "tremolo", "macro (mean of classes)"]
-    assert rows[0] == {"class": "trill", "s1": 0.5, "s1 paper": 0.7033, "s1s2": 0.95,
-                       "s1s2 paper": 0.9856}
-    assert rows[-1]["s1s2"] == pytest.approx(0.975)
-    assert 'id="table1"' in render_html(sample_report())
-    assert table1([_claim("data.x")]) == []
-
-
-def test_paper_vs_code_rows_link_their_claims():
-    html = render_html(sample_report())
-    section = html[html.index('id="paper-vs-code"'):html.index('id="timings"')]
-    assert 'href="#accuracy.s1.per_class"' in section
-    assert 'href="#lrp.canonizer"' in section
-    assert 'href="#scattering.shape"' in section
-    # every row names at least one claim id prefix, and says what the choice does
-    assert all(row["claims"] and row["effect"] for row in PAPER_VS_CODE)
-
-
-def test_drift_is_flagged_in_the_report():
-    regression = {"baseline": "base.json", "summary": "1 drift(s) in 1 of 6 compared claims",
-                  "drifted_claims": ["data.no_shortcut"], "drifts": []}
-    html = render_html(sample_report(regression))
-    assert "base.json" in html and "1 drift(s)" in html
-    row = html[html.index('href="#data.no_shortcut"'):][:200]
-    assert 'class="drift"' in row
-
-
-def test_write_report_round_trip(tmp_path):
-    report = sample_report()
-    report["claims"][0]["measured"] = float("nan")
+def test_write_report_embeds_plot_files(tmp_path):
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    plots = save_plots("relevance.localisation.epsilon", [(fig, "a line")], tmp_path)
+    assert plots == [{"file": "figures/relevance.localisation.epsilon-0.png",
+                      "caption": "a line"}]
+    report = _report([_record("relevance.localisation.epsilon", explainers=CELLS,
+                              plots=plots)])
     json_path, html_path = write_report(report, tmp_path)
     data = json.loads(json_path.read_text())
-    assert data["claims"][0]["measured"] is None
-    assert {c["id"] for c in data["claims"]} <= parse(html_path.read_text()).ids
+    assert data["claims"][0]["plots"][0]["file"].endswith(".png")
+    assert "base64" not in json_path.read_text()  # the JSON names files, it embeds none
+    assert "data:image/png;base64," in html_path.read_text()
+    assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_helpers():
-    assert to_jsonable({"a": float("inf")}) == {"a": None}
-    assert format_value({"x": 0.123456}) == "x: 0.123"
-    assert format_value(None) == "—"
-    assert verdict([{"status": "passed"}]) == "All claims hold (1 passed)."
-    known = verdict([{"status": "passed"}, {"status": "xfailed"}])
-    assert known.startswith("No new failure; 1 claim(s) known not to hold")
-    assert verdict([{"status": "failed"}, {"status": "xfailed"}]).startswith(
-        "1 claim(s) do not hold, 1 more known not to")
-    assert verdict_class([{"status": "passed"}]) == "ok"
-    assert verdict_class([{"status": "xfailed"}, {"status": "passed"}]) == "known"
-    assert verdict_class([{"status": "xfailed"}, {"status": "error"}]) == "bad"
-
-
-REAL_REPORT = ROOT / "reports" / "validation.json"
-
-
-@pytest.mark.skipif(not REAL_REPORT.is_file(), reason="no validation run in reports/ yet")
-def test_real_run_renders_every_claim():
-    report = json.loads(REAL_REPORT.read_text())
-    page = assert_self_contained(render_html(report))
-    missing = [c["id"] for c in report["claims"] if c["id"] not in page.ids]
-    assert not missing
-
-
-def _workflow_linter() -> list[str] | None:
-    """Command that validates a GitHub workflow against its schema, if installed."""
-    exe = shutil.which("check-jsonschema") or (
-        str(Path(sys.executable).with_name("check-jsonschema"))
-        if Path(sys.executable).with_name("check-jsonschema").exists() else None)
-    if exe is None:
-        return None
-    return [exe, "--builtin-schema", "vendor.github-workflows"]
-
-
-def test_gpu_workflow_is_valid():
-    linter = _workflow_linter()
-    if linter is None:
-        pytest.skip("check-jsonschema is not installed (pip install check-jsonschema)")
-    done = subprocess.run(linter + [str(WORKFLOW)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_gpu_workflow_runs_the_suite_and_keeps_reports():
-    text = WORKFLOW.read_text()
-    for needle in ("self-hosted", "gpu", "--profile paper", "--device cuda",
-                   "reports/baseline-paper.json", "actions/upload-artifact@v4",
-                   "if: always()", "torch==2.14.1", "torchvision==0.29.1", "-e \".[test]\""):
-        assert needle in text, needle
+def test_format_value():
+    est = {"value": 0.5, "interval": [0.4, 0.6], "method": "Wilson"}
+    assert format_value(est) == "0.5 [0.4, 0.6]"
+    assert format_value({"value": 3.0, "interval": [3.0, 3.0], "method": "exact"}) == "3"
+    assert format_value(None) == "—" and format_value(float("nan")) == "nan"
+    assert format_value(np.float64(1 / 3)) == "0.333"

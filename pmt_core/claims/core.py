@@ -93,7 +93,7 @@ class Bound:
             object.__setattr__(self, "name", self.figure)
 
     def resolve(self, context: dict | None = None):
-        """The bar for this run (calls a callable value with ``context``)."""
+        """Return the bar for this run (a callable value is called with ``context``)."""
         return self.value(context or {}) if callable(self.value) else self.value
 
     def describe(self, context: dict | None = None) -> str:
@@ -206,7 +206,7 @@ class Measurement:
 
     @classmethod
     def skip(cls, reason: str) -> Measurement:
-        """A measurement of a claim these data cannot support."""
+        """Return the measurement of a claim these data cannot support."""
         return cls(not_applicable=reason)
 
 
@@ -330,7 +330,7 @@ def all_cases(group: str | None = None) -> list[ClaimCase]:
 
 
 def get_case(claim_id: str) -> ClaimCase:
-    """The case with this id.
+    """Return the case with this id.
 
     Raises
     ------
@@ -379,7 +379,7 @@ class Evaluation:
         return tuple(k for k, v in self.bound_verdicts.items() if v == NOT_HOLD)
 
     def key_estimate(self) -> Estimate | None:
-        """The estimate of the first bound's figure (the claim's key figure)."""
+        """Return the estimate of the first bound's figure (the claim's key figure)."""
         if not self.case.bounds:
             return None
         value = self.measurement.figures.get(self.case.bounds[0].figure)
@@ -466,7 +466,7 @@ def _fmt_bar(v) -> str:
 
 
 def run_context(run) -> dict:
-    """What bars may depend on: profile, data set kind, class names and count."""
+    """Return what bars may depend on: profile, data kind, class names and count."""
     data = run.data
     paths = run.features.result.paths if "features" in run.__dict__ else None
     return {"profile": run.profile.name,

@@ -94,7 +94,7 @@ def _clean(v):
 
 
 def exact(value: float, n: int | None = None) -> Estimate:
-    """A deterministic figure: its interval is the value itself."""
+    """Return a deterministic figure: its interval is the value itself."""
     value = float(value)
     return Estimate(value, value, value, "exact", n)
 
@@ -120,8 +120,10 @@ def wilson(successes: float, n: int, replicates: Sequence[float] = ()) -> Estima
     denom = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return Estimate(float(p), max(0.0, centre - half), min(1.0, centre + half), "Wilson", int(n),
-                    tuple(float(v) for v in replicates))
+    # At p = 0 or 1 an end is exactly 0 or 1 (rounding would leave 1 - 1e-16).
+    low = 0.0 if p <= 0 else max(0.0, centre - half)
+    high = 1.0 if p >= 1 else min(1.0, centre + half)
+    return Estimate(float(p), low, high, "Wilson", int(n), tuple(float(v) for v in replicates))
 
 
 def crossed_bootstrap(
@@ -205,7 +207,7 @@ def per_replicate_estimate(per_rep: Sequence[float], n: int | None = None) -> Es
 
 
 def minimum(estimates: dict) -> tuple[str, Estimate]:
-    """The smallest of several estimates, as one: (its name, the combined estimate).
+    """Return the smallest of several estimates as one: (its name, the estimate).
 
     The combined interval runs from the smallest lower end to the smallest upper
     end, so "every estimate is at least b" holds exactly when ``low >= b`` and
@@ -259,7 +261,7 @@ class MeanOfFinite:
         return float(v.mean()) if v.size else math.nan
 
     def draws(self, values, strata, seed: int, n_boot: int = N_BOOTSTRAP) -> np.ndarray:
-        """The statistic over ``n_boot`` crossed resamples (same seed, same resamples)."""
+        """Return the statistic over ``n_boot`` crossed resamples (same seed, same ones)."""
         v = np.asarray(values[0], dtype=np.float64)
         finite = np.isfinite(v)
         rep, ex = _resample_counts(v.shape[0], v.shape[1], strata, seed, n_boot)

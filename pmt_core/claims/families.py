@@ -156,12 +156,12 @@ def family(fam: Family) -> Family:
 
 
 def family_result(run, fam: Family) -> FamilyResult:
-    """The family's result on ``run``, computed once per run."""
+    """Return the family's result on ``run``, computed once per run."""
     return run.memo(f"family:{fam.id}", lambda: fam.compute(run))
 
 
 def estimate(run, fam: Family, name: str) -> Estimate:
-    """The family's figure for one explainer, with its crossed-bootstrap interval."""
+    """Return the family's figure for one explainer, with its crossed-bootstrap interval."""
     result = family_result(run, fam)
     if name not in result.estimates:
         result.estimates[name] = bootstrap_estimate(
@@ -171,7 +171,7 @@ def estimate(run, fam: Family, name: str) -> Estimate:
 
 
 def cells(run, fam: Family) -> dict:
-    """The matrix row of a family: explainer -> figure, interval, verdict, null."""
+    """Return the matrix row of a family: explainer -> figure, interval, verdict, null."""
     from pmt_core.claims.core import run_context
     from pmt_core.explain.explainers import EXPLAINERS
 
@@ -190,7 +190,7 @@ def cells(run, fam: Family) -> dict:
 
 
 def strongest_null(run, fam: Family) -> str | None:
-    """The must-reject null whose figure lies furthest towards passing the criterion."""
+    """Return the must-reject null whose figure lies furthest towards passing."""
     result = family_result(run, fam)
     finite = [n for n in fam.must_reject
               if n in result.values and math.isfinite(estimate(run, fam, n).value)]

@@ -58,7 +58,7 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = ()
 
 
 def known_failure_for(claim_id: str, dataset: str, profile: str) -> KnownFailure | None:
-    """The entry covering ``claim_id`` on this data kind and profile, if any."""
+    """Return the entry covering ``claim_id`` on this data kind and profile, if any."""
     for entry in KNOWN_FAILURES:
         if entry.claim == claim_id and entry.applies(dataset, profile):
             return entry

@@ -30,7 +30,7 @@ def _spread(n_total: int, n: int) -> np.ndarray:
                AtMost("max relative logit shift", th.CANONIZER_MAX_REL_LOGIT_SHIFT,
                       why="~7x the first-order estimate 1.5e-5 of the kept eps")])
 def canonizer(run) -> Measurement:
-    """Merged batch norms (fewest over replicates) and the largest relative logit shift."""
+    """Count merged batch norms (fewest over replicates); largest relative logit shift."""
     rows, merged, shifts = [], [], []
     for kind, models in run.models.replicates.items():
         x = run.test_inputs(kind)

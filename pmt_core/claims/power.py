@@ -1,4 +1,4 @@
-"""Power claims: does each family's criterion reject the nulls it must reject?
+"""Power claims: each family's criterion must reject the nulls it names.
 
 One claim per family of :mod:`pmt_core.claims.families` that names nulls: it
 holds when every such null fails the family's criterion, and otherwise reports

@@ -83,7 +83,7 @@ class View:
 
 
 def view(run) -> View:
-    """The run's :class:`View` (computed once)."""
+    """Return the run's :class:`View` (computed once)."""
     return run.memo("relevance_view", lambda: View(run))
 
 

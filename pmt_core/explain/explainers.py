@@ -131,6 +131,7 @@ class Explainer:
     reading: str | None = None
 
     def __call__(self, inputs: ExplainerInputs) -> ExplainerOutput:
+        """Explain ``inputs`` (see :attr:`compute`)."""
         return self.compute(inputs)
 
 
@@ -207,7 +208,7 @@ def _lrp(composite: str, randomise: bool = False):
 
 
 def randomised_copy(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """A copy of ``model`` with every layer that has parameters re-initialised.
+    """Return a copy of ``model`` with every layer that has parameters re-initialised.
 
     The last stage of the cascading randomisation
     (:func:`pmt_core.explain.sanity.reinitialise` on every layer of the cascade),

@@ -28,7 +28,7 @@ __all__ = [
 
 
 def s2_grid_figure(values: np.ndarray, paths: PathTable, marks, title: str) -> Figure:
-    """The S2 plane of one time-averaged scattering map (log colours), marks crossed."""
+    """Draw the S2 plane of one time-averaged scattering map (log colours), marks crossed."""
     grid = CarrierModulationGrid.from_paths(paths)
     s2_only = np.where(paths.second_order, values, np.nan)
     return plot_grid(grid.lay(s2_only), grid, title=title, label="S2 (time-averaged)",

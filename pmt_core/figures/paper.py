@@ -37,7 +37,7 @@ from pmt_core.techniques import MODULATION_BAND_HZ
 
 __all__ = [
     "A4_HZ",
-    "RULE_LABELS",
+    "composite_label",
     "AudioExample",
     "ClassAggregate",
     "LocalExample",
@@ -52,12 +52,12 @@ __all__ = [
 #: The paper's Fig. 1 shows examples at A4 (A#4 for trill).
 A4_HZ = 440.0
 
-#: Short panel titles of the registered LRP rule sets (``pmt_core.explain.lrp.RULES``).
-RULE_LABELS: dict[str, str] = {
-    "epsilon": "LRP-ε",
-    "epsilon_zplus": "LRP-[ε, z+] text (ε conv, z+ dense)",
-    "zplus_epsilon": "LRP-[ε, z+] code (z+ conv, ε dense)",
-}
+def composite_label(name: str) -> str:
+    """Short panel title of an LRP composite (its registry label, else its name)."""
+    from pmt_core.explain.lrp import COMPOSITES
+
+    spec = COMPOSITES.get(name)
+    return spec.label if spec is not None else name
 
 # Colours of the ground-truth marks: visible on magma/viridis (dark) and on the
 # diverging RdBu_r map (white at zero).
@@ -484,7 +484,7 @@ def _figure1_row(technique: str, ex: LocalExample | None, grid: CarrierModulatio
     _mark_truth(axes, ex.f0_hz, ex.modulation_rate_hz, _TRUTH_ON_DARK)
     for c, rule in enumerate(rules):
         axes = _grid_axes(fig.add_subfigure(gs[0, 2 + c]))
-        title = f"({chr(ord('c') + c)}) R, {RULE_LABELS.get(rule, rule)}"
+        title = f"({chr(ord('c') + c)}) R, {composite_label(rule)}"
         values = ex.relevance.get(rule)
         if values is None:
             values = np.full(len(grid.row), np.nan)
@@ -555,7 +555,7 @@ def figure2(
         _mark_band(axes[1], technique, agg.median_rate_hz)
         for r, rule in enumerate(rules):
             axes = _grid_axes(fig.add_subfigure(gs[1 + r, c]))
-            title = f"{technique}: top-{agg.top_n} counts\n{RULE_LABELS.get(rule, rule)}"
+            title = f"{technique}: top-{agg.top_n} counts\n{composite_label(rule)}"
             values = agg.counts.get(rule)
             if values is None:
                 values = np.full(len(grid.row), np.nan)

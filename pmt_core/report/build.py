@@ -69,7 +69,7 @@ def verdict_matrix(records: list[dict]) -> dict:
 
 def build_report(records: list[dict], run, settings, *, command: str = "",
                  elapsed: float | None = None) -> dict:
-    """The report dict of a session (see the module notes).
+    """Return the report dict of a session (see the module notes).
 
     Parameters
     ----------

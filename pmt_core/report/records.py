@@ -70,14 +70,15 @@ def save_plots(claim_id: str, plots: list, report_dir: Path) -> list[dict]:
 
 
 def family_of(template_id: str) -> str:
-    """The claim family of an id template: ``relevance.localisation.{composite}`` ->
-    ``relevance.localisation``.
+    """Return the family of an id template (``relevance.localisation.{composite}``).
+
+    The template's fixed parts: ``relevance.localisation`` here.
     """
     return ".".join(part for part in template_id.split(".") if not part.startswith("{"))
 
 
 def evaluation_record(evaluation, report_dir: Path) -> dict:
-    """The record of an :class:`~pmt_core.claims.core.Evaluation` (see module notes)."""
+    """Return the record of an :class:`~pmt_core.claims.core.Evaluation` (module notes)."""
     case, m = evaluation.case, evaluation.measurement
     context = evaluation.context
     bounds = []

@@ -1,31 +1,30 @@
-"""Regression against a stored run: which claims' figures moved, and by how much.
+"""Regression against a stored run: what moved beyond what rounding moves.
 
-A baseline is a small JSON file written from a run's ``validation.json``
-(``pytest validation --update-baseline FILE`` or
-``python -m pmt_core baseline update REPORT FILE``)::
+A baseline (``pytest validation --update-baseline FILE``, or
+``python -m pmt_core baseline update REPORT FILE``) stores, per claim, its verdict
+and every numeric figure with its interval and its spread over replicates::
 
-    {"format": "pmt-baseline", "format_version": 1, "created_utc": ...,
-     "context": {"profile", "seed", "dataset", "n_examples", "device", "git_commit"},
-     "claims": {"<claim id>": {"status": "passed", "test": "<pytest node id>",
-                               "figures": {"<dotted key>": 0.93, ...},
-                               "tolerances": {"<dotted key>": "abs 0.05", ...}}}}
-
-``figures`` are the claim's ``measured`` value flattened to dotted keys (a dict
-``{"trill": 0.9}`` gives ``trill``, a scalar gives ``measured``, list items get
-``[i]``). The tolerance of every figure comes from :data:`TOLERANCES`, the one
-table below; the baseline records the tolerance it was written with so that a
-reader sees it, but comparisons use the table (the code is the reference).
+    {"format": "pmt-baseline", "format_version": 2, "created_utc": ...,
+     "context": {"profile", "seed", "dataset", "n_examples", "replicates",
+                 "perturb", "device", "git_commit", "git_dirty", "cpu", "isa", ...},
+     "claims": {"<id>": {"verdict": "holds", "status": "passed",
+                         "figures": {"<name>": {"value", "low", "high",
+                                                "spread", "replicates"}}}}}
 
 What counts as drift (:func:`compare`):
 
-* a figure outside its tolerance, or one that became non-finite (``None``);
-* a status change (passed -> failed, failed -> passed, anything -> error ...);
-* a claim in the baseline that the run did not record although its test ran,
-  or a claim the baseline does not know (claims of tests not selected in this
-  run are listed as "not run", not as drift);
-* a figure present on one side only;
-* a different run context (profile, seed, data set or its size): the figures
-  would not be comparable at all.
+* a verdict change (holds -> inconclusive, ...), a claim present on one side only;
+* a figure that moved by more than its tolerance (:func:`allowed_shift`). Two
+  runs of the same code and seed on different machines (or with perturbed
+  arithmetic) differ by rounding, which training amplifies: every replicate is
+  then another draw of the same training, so a figure pooled over R replicates
+  moves by about its replicate spread s over sqrt(R/2). The gate allows
+  ``Z_SPREAD`` times that, and a figure that does not depend on training (no
+  spread) only what rounding can do to it (relative 1e-3). p-values and
+  rounding-level figures (below 1e-6) compare on a log scale, in decades;
+* a different run context (profile, seed, data set, its size, replicates).
+
+A claim may declare its own tolerance per figure (``ClaimSpec.tolerances``).
 """
 
 from __future__ import annotations
@@ -34,21 +33,33 @@ import datetime
 import fnmatch
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pmt_core.infra.atomic import write_text_atomic
 
 FORMAT = "pmt-baseline"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Claims that compare the run with the baseline are never stored in it.
 SELF_GROUP = "regression"
 
 #: Context fields that must agree for figures to be comparable; the others are
-#: shown for information (a CPU baseline is meant to be checked on GPU runs too).
-CONTEXT_MUST_MATCH = ("profile", "seed", "dataset", "n_examples")
+#: shown (a baseline written on one machine is meant to be checked on others).
+CONTEXT_MUST_MATCH = ("profile", "seed", "dataset", "n_examples", "replicates")
+
+#: Allowed shift, in standard errors of the difference of two pooled means (each
+#: s / sqrt(R)): 4 leaves a false-alarm rate below 1e-4 per figure for normal
+#: noise, so a run of ~500 figures drifts by chance less than once in 20 runs.
+Z_SPREAD = 4.0
+#: Relative shift allowed for a figure that does not depend on training (data,
+#: transform, theory tones): float rounding across builds moves them by ~1e-6.
+DETERMINISTIC_REL = 1e-3
+#: Figures below this are rounding-level (residuals, reference errors): compared
+#: in decades.
+ROUNDING_LEVEL = 1e-6
+#: Decades a p-value or a rounding-level figure may move.
+DECADES = 1.0
 
 
 class BaselineError(ValueError):
@@ -57,15 +68,11 @@ class BaselineError(ValueError):
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far a figure may move before it counts as drift.
+    """An explicit tolerance for one figure (overrides the spread rule).
 
     Parameters
     ----------
     kind : {"exact", "abs", "rel", "decade", "octave"}
-        ``exact``: equal. ``abs``: ``|new - old| <= value``. ``rel``:
-        ``|new - old| <= value * |old|``. ``decade``: ``|log10(new / old)| <= value``
-        after raising both to ``floor`` (rounding-level figures, p-values).
-        ``octave``: ``|log2(new / old)| <= value`` (frequencies in Hz).
     value : float
     floor : float
         Only for ``decade``: magnitudes below it count as equal to it.
@@ -80,8 +87,8 @@ class Tolerance:
             raise ValueError(f"unknown tolerance kind {self.kind!r}")
 
     def allows(self, old, new) -> bool:
-        """Return True when ``new`` is within tolerance of ``old``."""
-        if old is None or new is None or isinstance(old, str | bool) or isinstance(new, str | bool):
+        """Whether ``new`` is within tolerance of ``old``."""
+        if old is None or new is None:
             return old == new
         old, new = float(old), float(new)
         if self.kind == "exact":
@@ -95,162 +102,95 @@ class Tolerance:
             if a == 0 or b == 0:
                 return a == b
             return abs(math.log10(b / a)) <= self.value
-        # octave: a sign change or a zero is never "within an octave"
         if old <= 0 or new <= 0:
             return old == new
         return abs(math.log2(new / old)) <= self.value
 
     def describe(self) -> str:
-        """Short text such as ``abs 0.05`` or ``decade 1 (floor 1e-13)``."""
+        """Short text such as ``abs 0.05``."""
         if self.kind == "exact":
             return "exact"
         text = f"{self.kind} {self.value:g}"
         return text + (f" (floor {self.floor:g})" if self.floor else "")
 
 
-@dataclass(frozen=True)
-class ToleranceRule:
-    """One row of :data:`TOLERANCES`: claim ids and figure keys it covers (globs)."""
-
-    claims: str
-    figures: str
-    tolerance: Tolerance
-    reason: str
+def _is_p_value(name: str) -> bool:
+    n = name.lower()
+    return n == "p" or n.startswith("p ") or n.endswith(" p") or " p " in n or "p-value" in n
 
 
-#: Per-claim tolerances; the first row whose globs match a (claim id, figure key)
-#: applies. Two facts set them. On one machine a CPU run is deterministic (seeded
-#: data, split, training; single-threaded feature extraction), so any move at all
-#: means the code or a library changed. Across machines (another BLAS, a GPU, other
-#: library builds) float rounding differs; it leaves the transform and the
-#: reference checks at rounding level but changes the trained weights, so every
-#: figure downstream of training moves a little. The tolerances are the second,
-#: looser kind, so that one committed baseline serves CPU and GPU runners.
-TOLERANCES: tuple[ToleranceRule, ...] = (
-    ToleranceRule("scattering.shape", "*", Tolerance("exact"),
-                  "path and frame counts are fixed by the scattering config: any change "
-                  "is a different transform"),
-    ToleranceRule("accuracy.all_test_scored", "*", Tolerance("exact"),
-                  "a count of unscored test files, 0 by construction"),
-    ToleranceRule("scattering.*_peak", "*", Tolerance("abs", 0.07),
-                  "hit rate over deterministic test tones; across FFT builds one tone at a "
-                  "filter-spacing tie may flip (1 of 16 ci tones = 0.0625)"),
-    ToleranceRule("scattering.am_ratio_theory", "*", Tolerance("abs", 0.005),
-                  "median relative error over deterministic tones; float32 FFT rounding "
-                  "moves it by ~1e-4, a wrong transform scale by > 0.5"),
-    ToleranceRule("data.*", "*", Tolerance("abs", 0.03),
-                  "fractions and accuracies on seeded synthetic data: deterministic "
-                  "descriptors; allows one borderline example of the smallest ci class "
-                  "(1/45 = 0.022) to flip with library versions"),
-    ToleranceRule("accuracy.*", "*", Tolerance("abs", 0.05),
-                  "retraining elsewhere changes the weights by float non-determinism; a "
-                  "class of 20-60 ci test files then moves by one to three files"),
-    ToleranceRule("lrp.canonizer", "*", Tolerance("decade", 1.0, floor=1e-9),
-                  "relative logit shift from zennit's kept batch-norm eps (~1e-5): a "
-                  "rounding-size figure that varies with the trained logits by a small "
-                  "factor; a merging error moves it by orders of magnitude"),
-    ToleranceRule("lrp.reference_match.*", "*", Tolerance("decade", 1.0, floor=1e-13),
-                  "float64 rounding error (1e-16 to 1e-15): a relative tolerance would flag "
-                  "rounding noise across BLAS builds, so compare decades; below 1e-13 all "
-                  "values are rounding; a rule or wiring error shows at 1e-2"),
-    ToleranceRule("lrp.conservation.*", "*", Tolerance("decade", 1.0, floor=1e-14),
-                  "float64 conservation residual (<= 2e-16): rounding, compared in decades "
-                  "as the reference errors"),
-    ToleranceRule("*", "*Wilcoxon p*", Tolerance("decade", 1.0, floor=1e-12),
-                  "p-values span decades with small shifts of the data; the claim's status "
-                  "already records a crossing of the significance level"),
-    ToleranceRule("*", "* p", Tolerance("decade", 1.0, floor=1e-12),
-                  "p-values: as above"),
-    ToleranceRule("relevance.kurtosis_contrast", "*", Tolerance("rel", 0.10),
-                  "kurtosis of maps of a retrained model: heavy-tailed statistic, ~5% "
-                  "seed-free spread across machines"),
-    ToleranceRule("relevance.peak_modulation.*", "*", Tolerance("octave", 0.25),
-                  "median lambda2 in Hz over half-octave-spaced filters: less than half a "
-                  "filter spacing is not a different peak"),
-    ToleranceRule("relevance.localisation.*", "lift*", Tolerance("rel", 0.15),
-                  "ratio to a small chance rate: relative"),
-    ToleranceRule("relevance.*", "*", Tolerance("abs", 0.05),
-                  "hit rates, shares, cosines and rank correlations (all in [-1, 1]) of a "
-                  "retrained model's maps"),
-    ToleranceRule("sanity.model_randomisation.*", "*", Tolerance("abs", 0.05),
-                  "mean rank correlations in [-1, 1]"),
-    ToleranceRule("sanity.deletion.*", "*", Tolerance("rel", 0.10),
-                  "areas over the perturbation curve and their ratio, of a retrained model"),
-    ToleranceRule("*", "*", Tolerance("rel", 0.05),
-                  "any figure not listed above: a 5% relative move deserves a look"),
-)
-
-
-def tolerance_for(claim_id: str, key: str) -> ToleranceRule:
-    """Return the first rule of :data:`TOLERANCES` that covers ``(claim_id, key)``."""
-    for rule in TOLERANCES:
-        if fnmatch.fnmatchcase(claim_id, rule.claims) and fnmatch.fnmatchcase(key, rule.figures):
-            return rule
-    raise LookupError(f"no tolerance for {claim_id}:{key}")  # unreachable: last row is */*
-
-
-def flatten_figures(value, prefix: str = "") -> dict:
-    """Flatten a claim's ``measured`` value to ``{dotted key: scalar}``.
+def allowed_shift(name: str, old: dict, new: dict) -> tuple[bool, str]:
+    """Whether a figure's move from ``old`` to ``new`` is within rounding.
 
     Parameters
     ----------
-    value : scalar, dict, list or None
-        A JSON value (numbers, strings, booleans and None are leaves).
-    prefix : str
-        Key of ``value`` itself; a top-level scalar is called ``measured``.
+    name : str
+        The figure's name (p-values are recognised by it).
+    old, new : dict
+        ``{"value", "spread", "replicates"}`` (baseline entries).
 
     Returns
     -------
-    dict
-        Dicts give ``a.b`` keys and lists ``a[i]``; None (NaN in the JSON) is kept.
+    ok : bool
+    rule : str
+        The yardstick applied, in words.
     """
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(flatten_figures(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list | tuple):
-        out = {}
-        for i, v in enumerate(value):
-            out.update(flatten_figures(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix or "measured": value}
+    a, b = old.get("value"), new.get("value")
+    if a is None or b is None:
+        return a == b, "defined on both sides"
+    a, b = float(a), float(b)
+    if _is_p_value(name) or max(abs(a), abs(b)) < ROUNDING_LEVEL:
+        rule = Tolerance("decade", DECADES, floor=1e-300 if _is_p_value(name) else 1e-16)
+        return rule.allows(a, b), rule.describe()
+    spreads = [x.get("spread") for x in (old, new)]
+    counts = [max(int(x.get("replicates") or 1), 1) for x in (old, new)]
+    if all(s is not None for s in spreads):
+        se = math.sqrt(sum(s**2 / n for s, n in zip(spreads, counts, strict=True)))
+        limit = max(Z_SPREAD * se, DETERMINISTIC_REL * max(abs(a), abs(b)), 1e-12)
+        return abs(b - a) <= limit, f"{Z_SPREAD:g} x replicate SE ({limit:.3g})"
+    limit = max(DETERMINISTIC_REL * max(abs(a), abs(b)), 1e-12)
+    return abs(b - a) <= limit, f"rel {DETERMINISTIC_REL:g} (no replicate spread)"
+
+
+def _figures(record: dict) -> dict:
+    """Numeric figures of a claim record as baseline entries."""
+    out = {}
+    for name, value in (record.get("figures") or {}).items():
+        if isinstance(value, dict) and "value" in value:
+            interval = value.get("interval") or [None, None]
+            reps = [v for v in value.get("replicates") or [] if v is not None]
+            out[name] = {"value": value["value"], "low": interval[0], "high": interval[1],
+                         "spread": value.get("spread"), "replicates": len(reps) or None}
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int | float):
+            out[name] = {"value": value, "low": None, "high": None, "spread": None,
+                         "replicates": None}
+    return out
 
 
 def run_context(report: dict) -> dict:
-    """Return what a baseline must share with a run to be comparable (see module notes)."""
+    """Return what a baseline records of a run (and must share with it, see above)."""
     dataset = report.get("dataset") or {}
-    environment = report.get("environment") or {}
-    return {"profile": report.get("profile"), "seed": environment.get("seed"),
+    settings = report.get("settings") or {}
+    prov = report.get("provenance") or {}
+    return {"profile": report.get("profile"), "seed": settings.get("seed"),
             "dataset": dataset.get("source"), "n_examples": dataset.get("n_examples"),
-            "device": report.get("device"), "git_commit": environment.get("git_commit")}
-
-
-def _unique_ids(claims: Iterable[dict]) -> dict:
-    # Claim ids are unique in the suite; a duplicate (say, a parametrised test that
-    # forgot its parameter in the id) is kept apart rather than overwritten.
-    out = {}
-    for record in claims:
-        key, n = record["id"], 2
-        while key in out:
-            key, n = f"{record['id']}#{n}", n + 1
-        out[key] = record
-    return out
+            "replicates": report.get("replicates"), "perturb": settings.get("perturb"),
+            "device": report.get("device"), "git_commit": prov.get("git_commit"),
+            "git_dirty": prov.get("git_dirty"), "cpu": prov.get("cpu"),
+            "isa": prov.get("isa"), "torch_threads": prov.get("torch_threads")}
 
 
 def make_baseline(report: dict) -> dict:
     """Build a baseline dict from a run's report (the ``validation.json`` contract)."""
     claims = {}
-    for claim_id, record in _unique_ids(report["claims"]).items():
-        if claim_id.split(".")[0] == SELF_GROUP:
+    for record in report["claims"]:
+        if record["id"].split(".")[0] == SELF_GROUP:
             continue
-        figures = flatten_figures(record.get("measured"))
-        claims[claim_id] = {
-            "status": record.get("status"),
-            "test": record.get("test"),
-            "figures": figures,
-            "tolerances": {k: tolerance_for(claim_id, k).tolerance.describe() for k in figures},
-        }
+        claims[record["id"]] = {"verdict": record.get("verdict"),
+                                "status": record.get("status"), "test": record.get("test"),
+                                "figures": _figures(record)}
     return {"format": FORMAT, "format_version": FORMAT_VERSION,
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "context": run_context(report), "claims": claims}
@@ -262,15 +202,12 @@ def write_baseline(report: dict, path: str | Path) -> Path:
 
 
 def load_baseline(path: str | Path) -> dict:
-    """Read a baseline written by :func:`write_baseline`, or make one from a report.
-
-    A run's ``validation.json`` is accepted too and converted with
-    :func:`make_baseline`, so any past report can serve as the baseline.
+    """Read a baseline, or make one from a ``validation.json``.
 
     Raises
     ------
     BaselineError
-        If the file is missing, is not JSON, or is not a baseline.
+        If the file is missing, is not JSON, or is neither a baseline nor a report.
     """
     path = Path(path)
     if not path.is_file():
@@ -280,7 +217,6 @@ def load_baseline(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BaselineError(f"cannot read baseline {path}: {exc}") from exc
     if isinstance(data, dict) and isinstance(data.get("claims"), list):
-        # a validation.json: its claims are the baseline
         try:
             return make_baseline(data)
         except (KeyError, TypeError, AttributeError) as exc:
@@ -289,7 +225,8 @@ def load_baseline(path: str | Path) -> dict:
         raise BaselineError(f"{path} is neither a {FORMAT} file nor a validation report")
     if data.get("format_version") != FORMAT_VERSION:
         raise BaselineError(f"{path} has baseline format version {data.get('format_version')}, "
-                            f"expected {FORMAT_VERSION}")
+                            f"expected {FORMAT_VERSION}: write a new one with "
+                            "--update-baseline")
     if not isinstance(data.get("claims"), dict):
         raise BaselineError(f"{path} has no 'claims' mapping")
     return data
@@ -297,22 +234,7 @@ def load_baseline(path: str | Path) -> dict:
 
 @dataclass(frozen=True)
 class Drift:
-    """One thing that moved between the baseline and the run.
-
-    Attributes
-    ----------
-    claim : str
-        Claim id (``"(run)"`` for the run context).
-    kind : str
-        ``figure``, ``status``, ``missing claim``, ``new claim``, ``missing figure``,
-        ``new figure`` or ``context``.
-    key : str
-        Figure key (dotted), context field, or "".
-    baseline, current : object
-        The two values (None where absent).
-    tolerance : str
-        The tolerance applied, for figures.
-    """
+    """One thing that moved between the baseline and the run."""
 
     claim: str
     kind: str
@@ -322,11 +244,11 @@ class Drift:
     tolerance: str = ""
 
     def describe(self) -> str:
-        """One line for the terminal, the claim's detail and the assertion message."""
-        where = f"{self.claim}" + (f" [{self.key}]" if self.key else "")
-        if self.kind in ("figure", "status", "context"):
+        """One line for the terminal and the report."""
+        where = self.claim + (f" [{self.key}]" if self.key else "")
+        if self.kind in ("figure", "verdict", "context"):
             text = f"{where}: {self.kind} {_short(self.baseline)} -> {_short(self.current)}"
-            return text + (f" (tolerance {self.tolerance})" if self.tolerance else "")
+            return text + (f" (allowed: {self.tolerance})" if self.tolerance else "")
         return f"{where}: {self.kind}"
 
 
@@ -338,18 +260,7 @@ def _short(value) -> str:
 
 @dataclass
 class Comparison:
-    """Result of :func:`compare`.
-
-    Attributes
-    ----------
-    drifts : list of Drift
-    compared : int
-        Claims present on both sides.
-    figures_compared : int
-    not_run : list of str
-        Baseline claims whose test was not selected in this run (not drift).
-    baseline_context : dict
-    """
+    """Result of :func:`compare`."""
 
     drifts: list = field(default_factory=list)
     compared: int = 0
@@ -359,94 +270,85 @@ class Comparison:
 
     @property
     def drifted_claims(self) -> list[str]:
-        """Ids of the claims with at least one drift, in order of appearance."""
+        """Ids of the claims with at least one drift, in order."""
         return list(dict.fromkeys(d.claim for d in self.drifts))
 
     def summary(self) -> str:
         """One line: how much moved."""
         if not self.drifts:
             return (f"no drift: {self.compared} claims, {self.figures_compared} figures within "
-                    "tolerance")
+                    "rounding")
         return (f"{len(self.drifts)} drift(s) in {len(self.drifted_claims)} of "
                 f"{self.compared} compared claims")
 
     def to_dict(self) -> dict:
-        """JSON-able form for the report."""
+        """JSON form for the report."""
         return {"summary": self.summary(), "compared": self.compared,
                 "figures_compared": self.figures_compared, "not_run": self.not_run,
                 "drifted_claims": self.drifted_claims, "baseline_context": self.baseline_context,
                 "drifts": [asdict(d) | {"text": d.describe()} for d in self.drifts]}
 
 
-def compare(baseline: dict, claims: Iterable[dict], context: dict | None = None,
-            selected_tests: Iterable[str] | None = None) -> Comparison:
-    """Compare a run's claims with a baseline.
+def _explicit(claim_id: str, name: str) -> Tolerance | None:
+    from pmt_core.claims.core import CLAIMS
+
+    for template, spec in CLAIMS.items():
+        if fnmatch.fnmatchcase(claim_id, template.split("{")[0] + "*"):
+            for pattern, tol in spec.tolerances.items():
+                if fnmatch.fnmatchcase(name, pattern):
+                    return tol
+    return None
+
+
+def compare(baseline: dict, report: dict, selected: set | None = None) -> Comparison:
+    """Compare a run's report with a baseline (see the module notes).
 
     Parameters
     ----------
     baseline : dict
-        From :func:`load_baseline` (or :func:`make_baseline`).
-    claims : iterable of dict
-        Claim records of the run (``id``, ``status``, ``measured``, optionally
-        ``test``, the pytest node id); ``regression.*`` claims are ignored.
-    context : dict, optional
-        :func:`run_context` of the run; mismatches in :data:`CONTEXT_MUST_MATCH`
-        are drift.
-    selected_tests : iterable of str, optional
-        Node ids of the tests selected in this run. A baseline claim missing from
-        the run whose test is not among them is listed in ``not_run`` instead of
-        counting as drift. None: every missing claim is drift.
-
-    Returns
-    -------
-    Comparison
+        From :func:`load_baseline`.
+    report : dict
+        The run's ``validation.json`` contract.
+    selected : set of str, optional
+        Claim ids this run set out to evaluate; baseline claims outside it are
+        "not run", not drift. None: every baseline claim is expected.
     """
+    current = make_baseline(report)
     result = Comparison(baseline_context=dict(baseline.get("context") or {}))
-    if context is not None:
-        for name in CONTEXT_MUST_MATCH:
-            old, new = result.baseline_context.get(name), context.get(name)
-            # a run that never built its data set (only some tests selected) has no size
-            if new is not None and old != new:
-                result.drifts.append(Drift("(run)", "context", name, old, new))
-    current = {k: v for k, v in _unique_ids(claims).items() if k.split(".")[0] != SELF_GROUP}
-    selected = None if selected_tests is None else set(selected_tests)
+    for name in CONTEXT_MUST_MATCH:
+        old, new = result.baseline_context.get(name), current["context"].get(name)
+        if new is not None and old != new:
+            result.drifts.append(Drift("(run)", "context", name, old, new))
     for claim_id, stored in baseline["claims"].items():
-        record = current.get(claim_id)
+        record = current["claims"].get(claim_id)
         if record is None:
-            test = stored.get("test")
-            if selected is not None and test and test not in selected:
+            if selected is not None and claim_id not in selected:
                 result.not_run.append(claim_id)
             else:
                 result.drifts.append(Drift(claim_id, "missing claim"))
             continue
         result.compared += 1
-        if record.get("status") != stored.get("status"):
-            result.drifts.append(Drift(claim_id, "status", "", stored.get("status"),
-                                       record.get("status")))
-        old_figures = stored.get("figures") or {}
-        new_figures = flatten_figures(record.get("measured"))
-        for key, old in old_figures.items():
-            if key not in new_figures:
-                # a claim that errored or skipped before measuring has no figures;
-                # its status change says it all
-                if record.get("measured") is not None:
-                    result.drifts.append(Drift(claim_id, "missing figure", key, old))
+        if record["verdict"] != stored.get("verdict"):
+            result.drifts.append(Drift(claim_id, "verdict", "", stored.get("verdict"),
+                                       record["verdict"]))
+        for name, old in (stored.get("figures") or {}).items():
+            new = record["figures"].get(name)
+            if new is None:
+                if record["figures"]:
+                    result.drifts.append(Drift(claim_id, "missing figure", name,
+                                               old.get("value")))
                 continue
             result.figures_compared += 1
-            rule = tolerance_for(claim_id, key)
-            if not rule.tolerance.allows(old, new_figures[key]):
-                result.drifts.append(Drift(claim_id, "figure", key, old, new_figures[key],
-                                           rule.tolerance.describe()))
-        for key in new_figures.keys() - old_figures.keys():
-            if stored.get("figures"):
-                result.drifts.append(Drift(claim_id, "new figure", key,
-                                           current=new_figures[key]))
-    for claim_id in current.keys() - baseline["claims"].keys():
-        result.drifts.append(Drift(claim_id, "new claim", current=current[claim_id].get("status")))
+            explicit = _explicit(claim_id, name)
+            if explicit is not None:
+                ok, rule = explicit.allows(old.get("value"), new.get("value")), \
+                    explicit.describe()
+            else:
+                ok, rule = allowed_shift(name, old, new)
+            if not ok:
+                result.drifts.append(Drift(claim_id, "figure", name, old.get("value"),
+                                           new.get("value"), rule))
+    for claim_id in current["claims"].keys() - baseline["claims"].keys():
+        result.drifts.append(Drift(claim_id, "new claim",
+                                   current=current["claims"][claim_id]["verdict"]))
     return result
-
-
-def tolerance_table() -> list[dict]:
-    """Rows of :data:`TOLERANCES` for the report and the documentation."""
-    return [{"claims": r.claims, "figures": r.figures, "tolerance": r.tolerance.describe(),
-             "reason": r.reason} for r in TOLERANCES]

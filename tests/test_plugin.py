@@ -1,0 +1,135 @@
+"""The pytest plugin, driven with pytester: verdicts -> outcomes, xfails, drift, report."""
+
+import json
+
+import pytest
+
+pytest_plugins = ("pytester",)
+
+CONFTEST = '''
+import types
+import pytest
+from pmt_core.claims import core
+from pmt_core.claims.core import AtLeast, Measurement, claim
+from pmt_core.claims.estimates import Estimate, exact
+from pmt_core.claims import known_failures as kf
+
+FIGURES = {"good": exact(1.0), "bad": exact(-1.0), "open": Estimate(0.0, -1.0, 1.0, "t"),
+           "crash": None}
+
+for name in FIGURES:
+    @claim(f"demo.{name}", title=f"demo {name}", bounds=[AtLeast("x", 0, name="x positive")])
+    def _m(run, name=name):
+        if name == "crash":
+            raise TypeError("a bug, not a verdict")
+        return Measurement(figures={"x": FIGURES[name]}, n=10)
+
+@claim("demo.two", title="two bounds", bounds=[AtLeast("x", 0, name="first"),
+                                               AtLeast("y", 0, name="second")])
+def _two(run):
+    return Measurement(figures={"x": exact(1.0), "y": exact(-1.0)})
+
+@claim("demo.skip", title="no data", bounds=[AtLeast("x", 0)])
+def _skip(run):
+    return Measurement.skip("the data lack it")
+
+kf.KNOWN_FAILURES = (
+    kf.KnownFailure("demo.bad", ("x positive",), "synthetic", "smoke", "measured -1"),
+    kf.KnownFailure("demo.good", ("x positive",), "synthetic", "smoke", "measured 1 once"),
+    kf.KnownFailure("demo.two", ("first",), "synthetic", "smoke", "the wrong bound"),
+    kf.KnownFailure("demo.crash", ("x positive",), "synthetic", "smoke", "crash"),
+)
+
+class FakeRun:
+    timings = {}
+    n_replicates = 1
+    class profile:
+        name = "smoke"
+    class data:
+        class_names = ("a", "b")
+        source = "synthetic"
+    def __init__(self, settings):
+        self.settings = settings
+    def memo(self, key, fn):
+        return fn()
+
+@pytest.fixture(scope="session")
+def pmt_run(pmt_settings):
+    return FakeRun(pmt_settings)
+'''
+
+TESTS = '''
+import pytest
+
+@pytest.mark.pmt_claims("demo")
+def test_demo(claim_case, pmt_run, pmt_recorder):
+    pmt_recorder.check(claim_case, pmt_run)
+'''
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_demo=TESTS)
+    return pytester
+
+
+def _run(project, *args):
+    return project.runpytest_subprocess("--profile", "smoke", "--report-dir", "reports",
+                                        "-p", "no:cacheprovider", "-rfxXs", *args)
+
+
+def test_verdicts_map_onto_outcomes(project):
+    result = _run(project)
+    outcomes = result.parseoutcomes()
+    # good: XPASS(strict) -> failed; bad: xfailed; open: skipped (inconclusive);
+    # two: the other bound fails -> failed; crash: the xfail does not catch a TypeError
+    # -> failed; skip: skipped
+    assert outcomes == {"failed": 3, "xfailed": 1, "skipped": 2}
+    result.stdout.fnmatch_lines(["*demo.good*XPASS(strict)*"], consecutive=False)
+    result.stdout.fnmatch_lines(["*inconclusive at this size*"])
+    result.stdout.fnmatch_lines(["*not applicable: the data lack it*"])
+    result.stdout.fnmatch_lines(["*demo.crash*TypeError*"])
+    assert result.ret == 1
+    report = json.loads((project.path / "reports" / "validation.json").read_text())
+    by_id = {c["id"]: c for c in report["claims"]}
+    assert by_id["demo.bad"]["status"] == "xfailed"
+    assert by_id["demo.bad"]["verdict"] == "does not hold"
+    assert by_id["demo.open"]["verdict"] == "inconclusive"
+    assert by_id["demo.crash"]["status"] == "failed" and by_id["demo.crash"]["verdict"] is None
+    assert by_id["demo.two"]["verdict"] == "does not hold"
+
+
+def test_known_failures_show_at_collection(project):
+    result = project.runpytest_subprocess("--profile", "smoke", "--collect-only", "-q",
+                                          "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*test_demo[[]demo.bad[]]*", "*test_demo[[]demo.skip[]]*"])
+    # not known at another profile: the same claim is a plain failure there
+    out = _run(project, "-k", "demo.bad", "--profile", "ci")
+    out.assert_outcomes(failed=1, deselected=5)
+
+
+def test_inconclusive_can_fail_the_run(project):
+    result = _run(project, "-k", "open", "--inconclusive", "fail")
+    result.assert_outcomes(failed=1, deselected=5)
+
+
+def test_drift_fails_the_session_and_is_recorded(project):
+    assert _run(project, "-k", "good or skip", "--update-baseline", "base.json").ret == 1
+    base = json.loads((project.path / "base.json").read_text())
+    base["claims"]["demo.good"]["figures"]["x"]["value"] = 5.0
+    (project.path / "base.json").write_text(json.dumps(base))
+    result = _run(project, "-k", "good or skip", "--baseline", "base.json")
+    result.stdout.fnmatch_lines(["*drift*demo.good*x*5*->*1*"])
+    report = json.loads((project.path / "reports" / "validation.json").read_text())
+    drift = next(c for c in report["claims"] if c["id"] == "regression.drift")
+    assert drift["verdict"] == "does not hold" and drift["key_figure"] == 1
+
+
+def test_bad_options_are_one_usage_line(project):
+    result = _run(project, "--seed", "-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--seed must lie in*"])
+    (project.path / "afile").write_text("x")
+    result = _run(project, "--report-dir", "afile")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

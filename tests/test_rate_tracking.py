@@ -1,0 +1,86 @@
+"""Per-example statistics the relevance claims compute (pmt_core.explain.relevance)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pmt_core.claims.relevance import _rate_rho, pitch_ratio_draws
+from pmt_core.explain import relevance as R
+from pmt_core.features.scattering import path_table
+from pmt_core.techniques import MODULATION_BAND_HZ
+
+PATHS = path_table()
+LAM2 = np.unique(PATHS.modulation_hz[PATHS.second_order])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(2.0, 60.0), min_size=3, max_size=30), st.integers(0, 3))
+def test_a_class_constant_peak_has_no_lift_over_permuted_rates(rates, k):
+    rates = np.array(rates)
+    peak = np.full(len(rates), LAM2[4 + k])  # the same lambda2 for the whole class
+    classes = np.zeros(len(rates), int)
+    hits = R.octave_distance(peak, rates) <= 0.5
+    expected = R.expected_permuted_hits(peak, rates, classes, 0.5)
+    assert hits.mean() - expected.mean() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_map_at_each_rate_beats_the_permutation():
+    rng = np.random.default_rng(0)
+    rates = np.exp2(rng.uniform(1, 6, 200))
+    classes = rng.integers(0, 3, 200)
+    peak = LAM2[np.argmin(np.abs(np.log2(LAM2[None, :] / rates[:, None])), axis=1)]
+    lift = (R.octave_distance(peak, rates) <= 0.5) - R.expected_permuted_hits(peak, rates,
+                                                                              classes, 0.5)
+    assert lift.mean() > 0.4
+
+
+def test_within_class_rank_correlation_pools_classes_and_counts_constants_as_zero():
+    x = np.r_[np.arange(10.0), np.arange(10.0)]
+    y = np.r_[np.arange(10.0), np.full(10, 3.0)]
+    classes = np.r_[np.zeros(10), np.ones(10)]
+    pooled, per_class = R.within_class_rank_correlation(x, y, classes)
+    assert per_class[0.0] == (10, pytest.approx(1.0)) and per_class[1.0] == (10, 0.0)
+    assert 0 < pooled < 1
+    # the vectorised statistic of the peak claim equals it row by row
+    grid = (np.stack([x, x]), np.stack([y, y]), np.stack([classes, classes]))
+    assert _rate_rho(grid) == pytest.approx(pooled)
+
+
+def test_ordered_pairs_come_from_the_bands():
+    pairs = R.ordered_pairs(MODULATION_BAND_HZ, list(MODULATION_BAND_HZ))
+    assert ("vibrato", "flatterzunge") in pairs and ("vibrato", "tremolo") in pairs
+    assert ("trill", "vibrato") not in pairs and ("trill", "tremolo") not in pairs
+    names = ("vibrato", "flatterzunge")
+    share, rows = R.ordered_pair_share([5, 6, 30, 25], [0, 0, 1, 1], names, MODULATION_BAND_HZ)
+    assert share == 1.0 and rows[0]["ordered"]
+    share, _ = R.ordered_pair_share([30, 30, 5, 6], [0, 0, 1, 1], names, MODULATION_BAND_HZ)
+    assert share == 0.0
+
+
+def test_restrict_below_and_window_share():
+    maps = np.ones((2, len(PATHS)))
+    cut = R.restrict_below(maps, PATHS, [10.0, 1e9])
+    dropped = PATHS.second_order & (PATHS.modulation_hz >= 10.0)
+    assert np.all(np.isneginf(cut[0, dropped])) and np.all(np.isfinite(cut[1]))
+    assert np.all(cut[:, PATHS.first_order] == 1)
+    share = R.window_share(maps, PATHS, [8.0, 8.0], 0.25)
+    lam2 = PATHS.modulation_hz[PATHS.second_order]
+    assert share[0] == pytest.approx(np.mean(np.abs(np.log2(lam2 / 8.0)) <= 0.25))
+
+
+def _profiles(peaks, bins=12):
+    out = np.zeros((len(peaks), bins))
+    out[np.arange(len(peaks)), peaks] = 5.0
+    return out
+
+
+def test_pitch_ratio_is_one_for_invariant_and_low_for_moving_profiles():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2], 8)
+    invariant = _profiles(rng.integers(3, 6, groups.size))
+    moving = _profiles(groups * 3 + rng.integers(0, 2, groups.size))
+    r_inv, d_inv = pitch_ratio_draws(invariant, groups, rng, 100, 30)
+    r_mov, d_mov = pitch_ratio_draws(moving, groups, rng, 100, 30)
+    assert 0.85 < r_inv < 1.2 and r_mov < 0.5
+    assert np.quantile(d_mov, 0.975) < 0.9  # a planted pitch dependence is rejected

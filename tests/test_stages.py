@@ -1,0 +1,75 @@
+"""The stages as a library: the smoke profile end to end, seeds, the split policy."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pmt_core.claims.core import VERDICTS, all_cases, evaluate
+from pmt_core.report.records import evaluation_record, to_jsonable
+from pmt_core.stages import RunSettings, replicate_seeds, run_stages
+
+
+def test_replicate_seeds():
+    assert replicate_seeds(7, 3)[0] == 7  # replicate 0 is the run seed's model
+    assert replicate_seeds(7, 3) == replicate_seeds(7, 5)[:3]  # k does not depend on R
+    assert len(set(replicate_seeds(7, 5))) == 5
+    assert replicate_seeds(7, 2) != replicate_seeds(8, 2)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="perturb"):
+        RunSettings(perturb="louder")
+    with pytest.raises(ValueError, match="seed"):
+        RunSettings(seed=-1)
+    with pytest.raises(ValueError, match="replicates"):
+        RunSettings(replicates=0)
+
+
+def test_the_seed_reaches_the_split(tmp_path):
+    a = run_stages(profile="smoke", seed=0, report_dir=str(tmp_path / "a"))
+    b = run_stages(profile="smoke", seed=1, report_dir=str(tmp_path / "b"))
+    assert not a.data.frame["subset"].equals(b.data.frame["subset"])
+    assert (tmp_path / "a" / "split.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return run_stages(profile="smoke", seed=0, use_cache=False,
+                      report_dir=str(tmp_path_factory.mktemp("smoke")), eager=True)
+
+
+@pytest.mark.slow
+def test_smoke_chain(smoke):
+    run = smoke
+    n_test = len(run.data.index("test"))
+    assert run.models.n_replicates == 2
+    for kind in ("s1", "s1s2"):
+        assert [m.replicate for m in run.models.replicates[kind]] == [0, 1]
+        assert all(len(m.test_pred) == n_test for m in run.models.replicates[kind])
+    maps = run.explanations.maps
+    assert {"epsilon", "random", "class_constant"} <= set(maps)
+    assert all(m.shape == (n_test, len(run.compression.paths)) for v in maps.values() for m in v)
+    assert (run.report_dir / "models" / "s1s2.pt").is_file()
+    assert (run.report_dir / "models" / "s1s2-r1.pt").is_file()
+    assert set(run.timings) >= {"data", "features", "training_s1", "training_s1s2"}
+
+
+@pytest.mark.slow
+def test_every_claim_evaluates_on_the_smoke_run(smoke, tmp_path):
+    seen = set()
+    for case in all_cases():
+        evaluation = evaluate(case, smoke)
+        assert evaluation.verdict in VERDICTS, case.id
+        record = evaluation_record(evaluation, tmp_path)
+        json.dumps(to_jsonable(record), allow_nan=False)  # the report can hold it
+        seen.add(case.spec.group)
+    assert seen >= {"data", "accuracy", "scattering", "lrp", "relevance", "sanity", "power"}
+
+
+@pytest.mark.slow
+def test_same_seed_same_figures(smoke, tmp_path):
+    again = run_stages(profile="smoke", seed=0, use_cache=False, report_dir=str(tmp_path))
+    first = smoke.models.replicates["s1s2"][1]
+    second = again.models.replicates["s1s2"][1]
+    np.testing.assert_array_equal(first.test_logits, second.test_logits)
