@@ -21,6 +21,7 @@ one training seed per replicate.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -128,6 +129,7 @@ FEATURE_MODULES = (
     "pmt_core.data.descriptors",
     "pmt_core.data.sources",
     "pmt_core.data.synth",
+    "pmt_core.features.batched",
     "pmt_core.features.extraction",
     "pmt_core.features.scattering",
     "pmt_core.features.theory",
@@ -148,12 +150,15 @@ def feature_code_digest(modules=FEATURE_MODULES) -> str:
 
 
 def feature_recipe(device: torch.device) -> dict:
-    """How cached features are computed: the code's digest and the device kind.
+    """How cached features are computed: the code's digest, engine, device, threads.
 
-    Feature extraction scatters with one torch thread per process on the CPU
-    whatever the number of clips, so threads are not part of the recipe there.
+    :func:`pmt_core.features.extraction.feature_recipe` says what decides a clip's
+    bits (the batch size and the number of workers do not); the digest of
+    :data:`FEATURE_MODULES` adds the code that made them.
     """
-    return {"code": feature_code_digest(), "device": torch.device(device).type}
+    from pmt_core.features import extraction
+
+    return {**extraction.feature_recipe(device), "code": feature_code_digest()}
 
 
 # ---------------------------------------------------------------------- data --
@@ -425,14 +430,26 @@ class Run:
     # -- infrastructure --
     @contextlib.contextmanager
     def timed(self, name: str):
-        """Add the wall time of the block to ``timings[name]``."""
+        """Add the wall time of the block to ``timings[name]``, exclusive of nested stages.
+
+        Stages compute lazily, so one stage may trigger another (the twins need the
+        models): the inner stage's time is its own, and the outer one's excludes it.
+        """
+        stack = self.__dict__.setdefault("_timer_stack", [])
         start = time.perf_counter()
-        around = self.around_stage() if self.around_stage is not None else contextlib.nullcontext()
+        stack.append(0.0)  # time spent in nested timed blocks
+        nested = bool(len(stack) > 1)
+        around = (self.around_stage() if self.around_stage is not None and not nested
+                  else contextlib.nullcontext())
         try:
             with around:
                 yield
         finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            inner = stack.pop()
+            self.timings[name] = self.timings.get(name, 0.0) + elapsed - inner
+            if stack:
+                stack[-1] += elapsed
 
     @contextlib.contextmanager
     def _arithmetic(self):
@@ -589,6 +606,12 @@ class Run:
             rates_hz=self.data.column("modulation_rate_hz", "training"),
             energy_norm=energy / np.where(ref > 0, ref, np.inf))
 
+    @cached_property
+    def input_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-path mean and sd of the compressed S1+S2 training inputs (examples, frames)."""
+        x = self.compression.inputs["s1s2"][self.data.index("training")].double()
+        return (x.mean(dim=(0, 2)).numpy(), x.std(dim=(0, 2), unbiased=False).numpy())
+
     def explainer_inputs(self, replicate: int, *, x=None, target=None, energy=None,
                          model=None):
         """:class:`~pmt_core.explain.explainers.ExplainerInputs` of one S1+S2 replicate.
@@ -604,7 +627,8 @@ class Run:
             target=trained.test_pred if target is None else np.asarray(target),
             energy=self.test_energy if energy is None else energy,
             reference_mean=self.reference_mean, class_profiles=self.class_profiles,
-            paths=self.compression.paths, seed=self.seed_of(replicate), device=self.device)
+            paths=self.compression.paths, seed=self.seed_of(replicate), device=self.device,
+            input_mean=self.input_statistics[0], input_std=self.input_statistics[1])
 
     @cached_property
     def explanations(self) -> ExplanationStage:
@@ -703,6 +727,7 @@ class Run:
 
         frame = ablated_twins(self.data.frame.iloc[self.data.index("test")])
         frame = frame.reset_index(drop=True)
+        _ = self.compression, self.models  # stages of their own, timed apart
         with self.timed("twins"):
             stage = extract_features(frame, self.scattering_config, self.device,
                                      cache=self.cache, progress=self.progress)
@@ -713,6 +738,34 @@ class Run:
                          for m in self.models.replicates["s1s2"]]
         labels = np.array([self.data.class_names.index(t) for t in frame["technique"]])
         return TwinStage(frame, stage.descriptors, labels, np.stack(preds))
+
+    @cached_property
+    def twin_descriptors(self) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        """Twins of every example and their descriptors (no scattering): the guard's data.
+
+        The shortcut guard only needs descriptors, so every row's twin is
+        synthesised and described (threads: both release the GIL in numpy), and
+        the guard's figure rests on the whole data set, not the test split alone.
+        None for data without twins (recordings).
+        """
+        if self.data.source != "synthetic":
+            return None
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pmt_core.data.descriptors import describe
+        from pmt_core.data.sources import example_audio
+        from pmt_core.data.synth import ablated_twins
+
+        frame = ablated_twins(self.data.frame).reset_index(drop=True)
+        cfg = self.scattering_config
+
+        def one(row):
+            return describe(example_audio(row, cfg.sample_rate, cfg.n_samples), cfg.sample_rate)
+
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        with self.timed("twin_descriptors"), ThreadPoolExecutor(workers) as pool:
+            rows = list(pool.map(one, (row for _, row in frame.iterrows())))
+        return frame, pd.DataFrame(rows)
 
     def sanity_index(self) -> np.ndarray:
         """Test positions of the sanity checks: stratified, seeded, sorted."""

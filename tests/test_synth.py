@@ -190,7 +190,7 @@ def test_realised_rate_is_the_recorded_one(rate, drift, jitter, seed):
 def test_class_sizes_and_columns(ci_manifest, paper_manifest):
     assert ci_manifest["technique"].value_counts().to_dict() == CI_CLASS_SIZES
     assert paper_manifest["technique"].value_counts().to_dict() == PAPER_CLASS_SIZES
-    assert min(CI_CLASS_SIZES.values()) >= 40 and 550 <= sum(CI_CLASS_SIZES.values()) <= 650
+    assert min(CI_CLASS_SIZES.values()) >= 100 and sum(CI_CLASS_SIZES.values()) == 1000
     assert tuple(ci_manifest.columns) == COLUMNS
     assert ci_manifest.attrs["source"] == "synthetic"
     assert (ci_manifest["path"] == "").all()

@@ -53,13 +53,13 @@ def no_shortcut(run) -> Measurement:
         return Measurement.skip("a class has one example: no cross-validation possible")
     on_data = guard_measurement(data.frame, run.features.descriptors, run.settings.seed,
                                 "the data set's examples")
-    twins = run.twins
+    twins = run.twin_descriptors
     if twins is None:
         on_data.figures["balanced accuracy (twins)"] = on_data.figures["balanced accuracy"]
         on_data.detail += " No twins for these data: the bound is read on the data."
         return on_data
-    on_twins = guard_measurement(twins.frame, twins.descriptors, run.settings.seed,
-                                 "the test clips' ablated twins")
+    on_twins = guard_measurement(twins[0], twins[1], run.settings.seed,
+                                 "every example's modulation-ablated twin")
     m = Measurement(figures={"balanced accuracy (twins)": on_twins.figures["balanced accuracy"],
                              "balanced accuracy (data)": on_data.figures["balanced accuracy"],
                              **{f"data: {k}": v for k, v in on_data.figures.items()

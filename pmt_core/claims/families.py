@@ -79,7 +79,7 @@ class FamilyResult:
     figures : dict
         Explainer -> further figures shown with its claim.
     tables : list of (rows, caption)
-    plots : list of callables ``composite -> (Figure, caption)``
+    plots : list of callables ``composite -> (Figure, caption)`` or None
     detail : str
     not_applicable : str or None
         Why the family cannot be measured on these data.
@@ -235,7 +235,9 @@ def reading_measurement(run, fam: Family, composite: str) -> Measurement:
     for rows, caption in result.tables:
         m.table(rows, caption)
     for make in result.plots:
-        m.plot(*make(composite))
+        drawn = make(composite)  # a maker may draw for some readings only
+        if drawn is not None:
+            m.plot(*drawn)
     return m
 
 

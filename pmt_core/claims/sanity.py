@@ -144,16 +144,20 @@ def _randomisation(run) -> FamilyResult:
             for k, layer in enumerate(layers):
                 S.reinitialise(getattr(work, layer), int(run.seed_of(r)) * 1000 + k)
                 last = k == len(layers) - 1
+                if not (last or r == 0):
+                    continue  # every stage for replicate 0; the others, the last stage
                 maps = _explain_all(run, r, work, idx, x, energy, names if last else COMPOSITES)
-                for n in COMPOSITES:
-                    per_stage[n].append(_rho_values(trained[n], maps[n])[1])
+                if r == 0:
+                    for n in COMPOSITES:
+                        per_stage[n].append(_rho_values(trained[n], maps[n])[1])
                 if last:
                     for n in names:
                         s, a = _rho_values(trained[n], maps[n])
                         signed[n].append(s)
                         absolute[n].append(a)
-            for n in COMPOSITES:
-                stages[n].append(np.stack(per_stage[n]))
+            if r == 0:
+                for n in COMPOSITES:
+                    stages[n].append(np.stack(per_stage[n]))
     for n in names:
         out.values[n] = (np.stack(absolute[n]),)
         out.figures[n] = {"|mean rho| signed": _signed_estimate(np.stack(signed[n]))}
@@ -176,7 +180,8 @@ def _randomisation(run) -> FamilyResult:
     out.detail = (f"{len(idx)} test examples per replicate. On a copy of each replicate, the "
                   f"layers {', '.join(layers)} are re-initialised cumulatively (batch norms: "
                   "running statistics reset, affine parameters re-drawn); the LRP readings "
-                  "are explained after every stage, every explainer after the last, with the "
+                  "are explained after every stage (replicate 0, the curve below), every "
+                  "explainer of every replicate after the last (the figure), with the "
                   "trained replicate's predictions as targets. Figure: mean per-example "
                   "Spearman rho of |maps| with the trained maps (Adebayo et al. 2018); second "
                   "bound on the signed maps (a mirrored ranking is no new ranking).")

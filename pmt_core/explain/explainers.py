@@ -78,6 +78,10 @@ class ExplainerInputs:
         compression's mu).
     class_profiles : numpy.ndarray, (classes, paths)
         :func:`fit_class_profiles` of the training split.
+    input_mean, input_std : numpy.ndarray, (paths,)
+        Per-path mean and standard deviation of the compressed training inputs
+        (over examples and frames): the input-only null's normalisation, learned
+        from the data, not from the network.
     paths : PathTable
     seed : int
         Seeds the random null, SmoothGrad's noise and the re-initialisation.
@@ -93,6 +97,8 @@ class ExplainerInputs:
     paths: PathTable
     seed: int
     device: torch.device
+    input_mean: np.ndarray | None = None
+    input_std: np.ndarray | None = None
 
 
 @dataclass
@@ -315,10 +321,16 @@ def _class_constant(inputs):
 
 
 def _input(inputs):
-    norm = _eval_copy(inputs.model, inputs.device).input_norm
-    with torch.no_grad():
-        x0 = norm(inputs.x.to(inputs.device))
-    return ExplainerOutput(_time_average(x0))
+    # The input standardised with the training split's statistics: what the network's
+    # input batch norm sees, with no part of the network (its learned normalisation
+    # included) so that randomising the model cannot change it.
+    x = inputs.x.detach().cpu().numpy().astype(np.float64)
+    if inputs.input_mean is None:
+        mean, std = x.mean(axis=(0, 2)), x.std(axis=(0, 2))
+    else:
+        mean, std = np.asarray(inputs.input_mean), np.asarray(inputs.input_std)
+    x0 = (x - mean[None, :, None]) / np.where(std > 0, std, 1.0)[None, :, None]
+    return ExplainerOutput(x0.mean(axis=-1))
 
 
 def _energy_raw(inputs):
@@ -349,7 +361,7 @@ def _register_all() -> None:
         ("class_constant", "class-constant (null)", _class_constant,
          "one map per class fitted on the training split: ignores the example"),
         ("input", "input only (null)", _input,
-         "the normalised input the network sees: ignores the model"),
+         "the input standardised with the training statistics: ignores the model"),
         ("energy_raw", "raw energy (null)", _energy_raw,
          "time-averaged raw scattering coefficients: ignores the model"),
         ("energy_norm", "normalised energy (null)", _energy_norm,

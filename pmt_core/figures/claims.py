@@ -23,6 +23,7 @@ __all__ = [
     "explainer_bars_figure",
     "s2_grid_figure",
     "scatter_figure",
+    "stack_figures",
     "stage_figure",
 ]
 
@@ -169,3 +170,25 @@ def scatter_figure(x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], tit
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, markerscale=2)
     return fig
+
+
+def stack_figures(figures: Sequence[Figure]) -> Figure:
+    """Paste several rendered figures into one, top to bottom (one PNG in the report)."""
+    import io
+
+    from matplotlib.image import imread
+
+    from pmt_core.figures.plots import figure_to_png
+
+    images = [imread(io.BytesIO(figure_to_png(f, dpi=80)), format="png") for f in figures]
+    width = max(i.shape[1] for i in images)
+    height = sum(i.shape[0] for i in images)
+    out = Figure(figsize=(width / 80, height / 80), dpi=80)
+    top = 0
+    for image in images:
+        ax = out.add_axes((0, 1 - (top + image.shape[0]) / height, image.shape[1] / width,
+                           image.shape[0] / height))
+        ax.imshow(image)
+        ax.set_axis_off()
+        top += image.shape[0]
+    return out
