@@ -172,9 +172,10 @@ class AudioExplanation:
 
     def _first_order_figure(self, title: str):
         # An S1 model has no modulation axis: relevance against the carrier alone.
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+        ax = fig.subplots()
         colours = np.where(self.relevance >= 0, "#b2182b", "#2166ac")
         ax.barh(self.paths.carrier_hz, self.relevance, height=self.paths.carrier_hz * 0.06,
                 color=colours)

@@ -85,6 +85,7 @@ def pytest_configure(config):
     if config.pluginmanager.get_plugin("pmt-recorder") is None:
         # Checked here, so a bad option is one usage line before any collection.
         config.pmt_settings = settings_from_options(config)
+        config.pmt_data_kind = _check_dataset(config)
         config.pluginmanager.register(ClaimRecorder(config), "pmt-recorder")
 
 
@@ -109,9 +110,18 @@ def settings_from_options(config):
             raise pytest.UsageError(f"{name} must lie in [{low}, {high}), got {value}")
         return value
 
+    from pmt_core.infra.checks import CheckError, check_output_path, check_writable_folder
+
     report_dir = Path(config.getoption("--report-dir"))
-    if report_dir.exists() and not report_dir.is_dir():
-        raise pytest.UsageError(f"--report-dir {report_dir} is a file, not a folder")
+    dataset = config.getoption("--dataset")
+    try:
+        check_writable_folder(report_dir, "--report-dir")
+        if dataset != "synthetic":
+            # the reports never go inside the data they describe
+            check_output_path(report_dir / "validation.json", inputs=[dataset],
+                              name="--report-dir")
+    except CheckError as exc:
+        raise pytest.UsageError(str(exc)) from None
     replicates = config.getoption("--replicates")
     return RunSettings(
         dataset=config.getoption("--dataset"), profile=config.getoption("--profile"),
@@ -123,15 +133,23 @@ def settings_from_options(config):
 
 
 def _data_kind(config) -> str:
+    """``synthetic``, or the source kind of ``--dataset`` (checked in pytest_configure)."""
+    return getattr(config, "pmt_data_kind", "synthetic")
+
+
+def _check_dataset(config) -> str:
+    # Loaded once before collection: a missing folder or a bad manifest is one usage
+    # line, not an error minutes into the run, and known failures need its kind.
     dataset = config.getoption("--dataset")
     if dataset == "synthetic":
         return "synthetic"
     from pmt_core.data.datasets import load_dataset
+    from pmt_core.infra.checks import CheckError
 
-    try:  # the kind of a path (manifest, authors' CSV, SOL tree) is known once loaded
+    try:
         return load_dataset(dataset).attrs.get("source", "files")
-    except Exception:  # noqa: BLE001 - the data stage reports load errors itself
-        return "files"
+    except CheckError as exc:
+        raise pytest.UsageError(f"--dataset: {exc}") from None
 
 
 def pytest_generate_tests(metafunc):

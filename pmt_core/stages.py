@@ -493,11 +493,11 @@ class Run:
     @cached_property
     def cache(self):
         """The feature cache, or None when disabled."""
-        from pmt_core.infra.cache import FeatureCache, default_cache_dir
+        from pmt_core.infra.cache import FeatureCache, resolve_cache_dir
 
         if not self.settings.use_cache:
             return None
-        root = self.settings.cache_dir or default_cache_dir()
+        root = resolve_cache_dir(self.settings.cache_dir)  # "off" disables, ~ expands
         if root is None:
             return None
         return FeatureCache(root, FeatureCache.namespace_for(

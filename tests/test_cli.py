@@ -122,20 +122,24 @@ def test_cache_info_and_clear(tmp_path, capsys):
 
 
 def test_baseline_update_and_compare(tmp_path, capsys):
-    report = {"profile": "ci", "device": "cpu", "dataset": {"source": "synthetic",
-                                                            "n_examples": 3},
-              "environment": {"seed": 0},
-              "claims": [{"id": "accuracy.s1.per_class", "status": "passed",
-                          "measured": {"trill": 0.9}}]}
+    report = {"profile": "ci", "device": "cpu", "replicates": 1,
+              "dataset": {"source": "synthetic", "n_examples": 3}, "settings": {"seed": 0},
+              "claims": [{"id": "accuracy.s1.per_class", "status": "passed", "verdict": "holds",
+                          "figures": {"trill": {"value": 0.9, "interval": [0.8, 1.0]}}}]}
     run = tmp_path / "validation.json"
     run.write_text(json.dumps(report))
     base = tmp_path / "base.json"
     assert main(["baseline", "update", str(run), str(base)]) == 0
     assert main(["baseline", "compare", str(run), str(base)]) == 0
     assert "no drift" in capsys.readouterr().out
-    report["claims"][0]["measured"]["trill"] = 0.7
+    report["claims"][0]["figures"]["trill"]["value"] = 0.7
     run.write_text(json.dumps(report))
     assert main(["baseline", "compare", str(run), str(base)]) == 1
     assert "accuracy.s1.per_class [trill]: figure 0.9 -> 0.7" in capsys.readouterr().out
+    main(["claims", "--json"])
+    listing = json.loads(capsys.readouterr().out)
+    assert {"id", "title", "group", "bounds", "paper"} <= set(listing[0])
+    assert {"figure", "op", "value"} <= set(listing[0]["bounds"][0])
+    assert main(["claims", "--group", "nosuch"]) == 2
     assert main(["baseline", "compare", str(run), str(tmp_path / "none.json")]) == 2
     assert "no baseline file" in capsys.readouterr().err

@@ -1014,12 +1014,13 @@ def cli_files(tmp_path_factory, good_checkpoint):
     files["garbage"] = folder / "garbage.pt"
     report = {"profile": "ci", "device": "cpu", "dataset": {"source": "synthetic"},
               "environment": {"seed": 0},
-              "claims": [{"id": "accuracy.s1", "status": "passed", "measured": {"a": 0.9}}]}
+              "claims": [{"id": "accuracy.s1", "status": "passed", "verdict": "holds",
+                          "figures": {"a": {"value": 0.9, "interval": [0.8, 1.0]}}}]}
     files["report"] = folder / "validation.json"
     files["report"].write_text(json.dumps(report))
     files["nan_report"] = folder / "nan.json"
     files["nan_report"].write_text(json.dumps({**report, "claims": [
-        {"id": "x", "status": "passed", "measured": {"a": float("nan")}}]}))
+        {"id": "x", "status": "passed", "figures": {"a": {"value": float("nan")}}}]}))
     files["no_id_report"] = folder / "noid.json"
     files["no_id_report"].write_text(json.dumps({**report, "claims": [{"status": "passed"}]}))
     files["bad_claims"] = folder / "badclaims.json"

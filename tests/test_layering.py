@@ -81,3 +81,15 @@ def test_no_relative_imports():
                  if any(isinstance(n, ast.ImportFrom) and n.level
                         for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
     assert not offenders
+
+
+def test_importing_the_package_leaves_the_matplotlib_backend_alone():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; import pmt_core, pmt_core.claims.catalogue, "
+            "pmt_core.explain_audio, pmt_core.figures.paper; print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MPLBACKEND": "svg"}, check=True)
+    assert out.stdout.strip() == "svg"

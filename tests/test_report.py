@@ -75,8 +75,8 @@ def test_html_opens_with_the_verdict_and_the_matrix_and_escapes(tmp_path):
     claims_at = html.index('id="claims"')
     assert verdict_at < matrix_at < claims_at
     assert "<b>title</b>" not in html and "&lt;b&gt;title&lt;/b&gt;" in html
-    # a null that passes is outlined as a power failure
-    assert re.search(r'class="c-holds null"', html)
+    # a must-reject null that passes is outlined as a power failure
+    assert re.search(r'class="c-holds null must"', html)
     assert "uncommitted changes" in html
     assert "http://" not in html and "https://" not in html  # fetches nothing
 

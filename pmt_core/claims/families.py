@@ -143,6 +143,10 @@ class Family:
         return self.criterion.op == "at least"
 
 
+#: Labels of the planted maps some families add to the explainers (power checks).
+PLANTED_LABELS = {"planted_pitch": "planted: peak at f0 / 8 (null)",
+                  "planted_distractor": "planted: peak at the distractor (null)"}
+
 #: family id -> Family, filled by :func:`family`.
 FAMILIES: dict[str, Family] = {}
 
@@ -182,10 +186,10 @@ def cells(run, fam: Family) -> dict:
         est = estimate(run, fam, name)
         explainer = EXPLAINERS.get(name)
         null = explainer.null if explainer is not None else True
+        label = explainer.label if explainer is not None else PLANTED_LABELS.get(name, name)
         out[name] = {"measured": est.value, "interval": [est.low, est.high],
                      "verdict": fam.criterion.check(est, context), "null": null,
-                     "must_reject": name in fam.must_reject,
-                     "label": explainer.label if explainer is not None else name}
+                     "must_reject": name in fam.must_reject, "label": label}
     return out
 
 

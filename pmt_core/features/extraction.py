@@ -47,6 +47,7 @@ from pmt_core.features.scattering import (
     scatter,
 )
 from pmt_core.infra.cache import FeatureCache
+from pmt_core.infra.checks import check_positive_int
 
 
 @dataclass
@@ -252,9 +253,9 @@ def _extract_features(dataset, config, device, cache, workers, block, progress,
     descriptors: list[dict | None] = [None] * len(dataset)
     keys = [FeatureCache.key(example_identity(row)) for _, row in dataset.iterrows()]
     todo = _read_cache(cache, keys, shape, values, descriptors)
-    workers = default_workers(device) if workers is None else max(1, int(workers))
+    workers = default_workers(device) if workers is None else check_positive_int(workers, "workers")
     # Blocks small enough that every worker gets one (8 clips on 2 workers: 4 + 4).
-    block = max(1, min(int(block), -(-len(todo) // workers))) if todo else 1
+    block = max(1, min(check_positive_int(block, "block"), -(-len(todo) // workers))) if todo else 1
     blocks = [todo[s : s + block] for s in range(0, len(todo), block)]
     workers = min(workers, max(1, len(blocks)))
     batch = device_batch(device, config) if todo else 1
@@ -405,7 +406,8 @@ def _scatter_many(signals: np.ndarray, config, device, workers=None) -> np.ndarr
     _transform(config, device)
     if device.type != "cpu":
         return _scatter_signals(signals, config, device, device_batch(device, config))
-    workers = min(default_workers(device) if workers is None else max(1, int(workers)),
+    workers = min(default_workers(device) if workers is None
+                  else check_positive_int(workers, "workers"),
                   len(signals))
     with _torch_threads(1):
         if workers == 1:

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from pmt_core.data.audio import prepare_signals
 from pmt_core.features.batched import BatchedScattering1D
+from pmt_core.infra.checks import check_batch_size, check_scattering_config
 from pmt_core.infra.device import select_device
 
 
@@ -111,6 +112,9 @@ class ScatteringConfig:
     undo_kymatio_scaling: bool = True
 
     def __post_init__(self):
+        # One-line errors naming the field (T=0, a config that keeps no path, ...)
+        # before any filter bank is built.
+        check_scattering_config(self)
         if self.n_samples <= 0 or self.n_samples & (self.n_samples - 1):
             raise ValueError(f"n_samples must be a power of two, got {self.n_samples}")
         if self.T > self.n_samples or self.n_samples % self.T:
@@ -381,6 +385,7 @@ def scatter_with_kymatio(
 
 def _scatter(audio, sr, config, device, batch_size, progress, kymatio: bool) -> ScatteringResult:
     config = config or ScatteringConfig()
+    batch_size = check_batch_size(batch_size)
     signals = prepare_audio(audio, sr, config)
     device = select_device(device)
     transform = _transform(config, device)

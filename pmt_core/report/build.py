@@ -50,12 +50,17 @@ def verdict_matrix(records: list[dict]) -> dict:
     their explainer cells).
     """
     rows, names, nulls = {}, {}, {}
+    power = {r["id"][len("power."):]: r for r in records if r.get("group") == "power"}
     for record in records:
         cells = record.get("explainers")
-        if not cells:
+        if not cells or record.get("group") == "power":
             continue
         family = record.get("family") or record["id"]
-        row = rows.setdefault(family, {"family": family, "claims": [], "cells": {}})
+        row = rows.setdefault(family, {
+            "family": family, "claims": [], "cells": {}, "verdicts": {},
+            "power": (power.get(family) or {}).get("verdict"),
+            "power_claim": (power.get(family) or {}).get("id")})
+        row["verdicts"][record["id"]] = record.get("verdict")
         row["claims"].append(record["id"])
         for name, cell in cells.items():
             row["cells"].setdefault(name, cell)

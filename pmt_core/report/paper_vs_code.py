@@ -14,19 +14,38 @@ PAPER_VS_CODE = [
     {"topic": "LRP-[eps, z+] rule assignment",
      "paper": "epsilon on convolutions, z+ on the dense layers",
      "code": "zennit EpsilonPlus: z+ on convolutions, epsilon on Linear layers (the reverse)",
-     "suite": "both: rules epsilon_zplus (text) and zplus_epsilon (code); "
-              "relevance.kurtosis_contrast reports which reproduces the paper's ordering",
+     "suite": "both: composites epsilon_zplus (text) and zplus_epsilon (code), plus "
+              "zbox_zplus_epsilon (the code's composite with a z-box first layer, since z+ "
+              "on a signed first-layer input is improper); every relevance claim is run on "
+              "each, beside model attributions and null explainers",
      "effect": "z+ on the convolutions keeps only positive contributions through most of "
                "the network: sparser, more contrasted maps (higher kurtosis) whose peaks "
                "may sit elsewhere; every relevance claim is measured for both readings",
      "claims": ["relevance.kurtosis_contrast", "relevance.localisation.",
-                "relevance.peak_modulation."]},
+                "relevance.peak_modulation.", "sanity.model_randomisation."]},
+    {"topic": "Input batch norm",
+     "paper": "not stated",
+     "code": "zennit Pass: relevance of the normalised input, a signed deviation from a "
+             "learned reference point",
+     "suite": "folded exactly into the first convolution (border frames included), so maps "
+              "live on the compressed features the network sees; Pass kept as an option "
+              "(explain(input_norm='pass'))",
+     "effect": "a positive peak can no longer mean 'less of this modulation than usual' "
+               "through the norm's offset; every map differs from the code's",
+     "claims": ["lrp.conservation.", "lrp.input_share.", "lrp.reference_match."]},
+    {"topic": "One trained model",
+     "paper": "one run", "code": "one run, seed 0",
+     "suite": "replicates per input kind (different initialisation and batch order) on the "
+              "same split; every claim is a statistic over replicates and test examples with "
+              "a 95 % interval: holds, does not hold, or inconclusive",
+     "effect": "a verdict no longer depends on one machine's rounding of one training run",
+     "claims": ["accuracy.", "relevance.", "sanity."]},
     {"topic": "Top relevance",
      "paper": "R_M = f(Sx), the logit", "code": "bare one-hot of the predicted class",
-     "suite": "the logit (explain(top='logit')); one-hot available. Ratios and kurtosis are "
-              "identical, absolute sums scale by the logit",
-     "effect": "none on shapes, ranks, peaks or kurtosis (LRP is linear in the top "
-               "relevance); conservation budgets are stated relative to the logit",
+     "suite": "the logit for conservation and the input share (explain(top='logit')); the "
+              "one-hot for maps, so that a negative winning logit cannot flip a map's ranks",
+     "effect": "LRP is linear in the top relevance: the two differ by the factor logit, which "
+               "reverses every ranking when it is negative",
      "claims": ["lrp.conservation.", "lrp.reference_match."]},
     {"topic": "Clip length", "paper": "'around 6 seconds'",
      "code": "2^18 samples (5.94 s at 44.1 kHz), truncated or zero-padded at the end",
