@@ -341,7 +341,8 @@ def _compare_with_baseline(report: dict, path: str, selected: set) -> dict:
         return {"summary": str(exc), "drifts": drifts, "record": _drift_record(str(exc), drifts)}
     result = compare(baseline, report, selected)
     out = result.to_dict() | {"baseline": str(path)}
-    out["record"] = _drift_record(result.summary(), out["drifts"], out)
+    summary = result.summary() + "".join(f"; note: {n['text']}" for n in out["notes"])
+    out["record"] = _drift_record(summary, out["drifts"], out)
     return out
 
 

@@ -72,13 +72,15 @@ def test_compare_flags_verdicts_figures_context_and_missing_claims():
                                   _claim("a.gone", x=_figure(1.0))]))
     assert same.drifts == [] and same.figures_compared == 3
     moved = compare(base, _report([
-        _claim("a.one", hit=_figure(0.9, 0.02, 5)),
+        _claim("a.one", verdict="inconclusive", hit=_figure(0.9, 0.02, 5)),
         _claim("a.two", verdict="inconclusive", p=_figure(0.001)),
         _claim("a.new"),
     ], seed=1))
     kinds = sorted((d.claim, d.kind) for d in moved.drifts)
     assert kinds == [("(run)", "context"), ("a.gone", "missing claim"), ("a.new", "new claim"),
-                     ("a.one", "figure"), ("a.two", "verdict")]
+                     ("a.one", "figure"), ("a.one", "verdict")]
+    # a.two's verdict flipped with its figure within rounding: a note, not drift
+    assert [(d.claim, d.kind) for d in moved.notes] == [("a.two", "verdict")]
     not_run = compare(base, _report([_claim("a.one", hit=_figure(0.7, 0.02, 5))]),
                       selected={"a.one"})
     assert sorted(not_run.not_run) == ["a.gone", "a.two"] and not not_run.drifts

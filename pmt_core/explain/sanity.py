@@ -1,18 +1,11 @@
-"""Sanity checks of explanations: model randomisation and deletion (AOPC).
+"""Model randomisation of explanations (Adebayo et al. 2018).
 
-Two checks that an explanation depends on what the network learned and points at
-what the network uses:
+Cascading model-parameter randomisation ("Sanity checks for saliency maps",
+NeurIPS): re-initialise the layers from the top down and watch the maps. Maps
+that barely change explain the input, not the model. (Deletion curves, the other
+sanity check, are in :mod:`pmt_core.explain.perturbation`.)
 
-* Cascading model-parameter randomisation (Adebayo et al. 2018, "Sanity checks
-  for saliency maps", NeurIPS): re-initialise the layers from the top down and
-  watch the maps. Maps that barely change explain the input, not the model.
-* Deletion / "most relevant first" perturbation with the area over the
-  perturbation curve, AOPC (Samek et al. 2017, "Evaluating the visualization of
-  what a deep neural network has learned", IEEE TNNLS): removing the paths an
-  explanation ranks first should lower the explained logit faster than removing
-  random paths.
-
-Both work in the network's input domain, the log-compressed scattering features
+It works in the network's input domain, the log-compressed scattering features
 (``pmt_core.features.compression``), and take the explanation method as a callable
 ``explain_fn(model, features, rule, target=...)`` returning an object with a
 ``relevance`` array (n, paths, frames), such as :func:`pmt_core.explain.lrp.explain`, or
@@ -28,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from pmt_core.explain.relevance import local_maps, rowwise_spearman
@@ -36,16 +28,9 @@ from pmt_core.model.network import PMTConvNet
 
 __all__ = [
     "CASCADE_LAYERS",
-    "DeletionComparison",
-    "DeletionCurve",
     "RandomisationResult",
-    "aopc",
-    "aopc_ratio",
     "cascade_layers",
     "cascading_randomisation",
-    "deletion_baseline",
-    "deletion_comparison",
-    "deletion_curve",
     "predicted_target",
     "reinitialise",
 ]
@@ -342,276 +327,3 @@ def cascading_randomisation(
         target=target,
         rule=rule,
     )
-
-
-# --- deletion and AOPC -------------------------------------------------------------
-
-
-def deletion_baseline(model: nn.Module, baseline="running_mean") -> torch.Tensor:
-    """Resolve the value that "removes" a path in the compressed input domain.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    baseline : "running_mean", "zero", float or array-like of shape (paths,)
-        ``"running_mean"`` (default): the input batch norm's running mean, i.e.
-        the (exponentially averaged) per-path training mean of the compressed
-        feature. A removed path then carries "the typical value of this path",
-        which the input batch norm maps to a zero normalised deviation (its
-        learned offset beta): no evidence either way, and never outside the
-        training range. ``"zero"``: compressed value 0, i.e. a raw coefficient of
-        0 (silence on that path); the minimum of log1p, off the data manifold for
-        most paths, hence a harsher removal. A float or per-path array is used as
-        is (for instance the exact training mean of the compressed features).
-
-    Returns
-    -------
-    torch.Tensor, float32, shape (paths,) or ()
-    """
-    if isinstance(baseline, str):
-        if baseline == "running_mean":
-            norm = getattr(model, "input_norm", None)
-            if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.running_mean is None:
-                raise ValueError("baseline 'running_mean' needs a model.input_norm batch norm")
-            return norm.running_mean.detach().float().cpu().clone()
-        if baseline == "zero":
-            return torch.zeros(())
-        raise ValueError(f"unknown baseline {baseline!r}; use 'running_mean', 'zero' or values")
-    return torch.as_tensor(np.asarray(baseline, dtype=np.float32))
-
-
-@dataclass(frozen=True)
-class DeletionCurve:
-    """Target logit as paths are removed (Samek et al. 2017's perturbation curve).
-
-    Attributes
-    ----------
-    n_removed : numpy.ndarray of int, shape (steps + 1,)
-        Paths removed before each evaluation (0 first).
-    logits : numpy.ndarray, shape (n, steps + 1)
-        Explained-class logit of each example after each step.
-    target : numpy.ndarray, shape (n,)
-    order : str
-        "relevance" or "random".
-    """
-
-    n_removed: np.ndarray
-    logits: np.ndarray
-    target: np.ndarray
-    order: str
-
-    @property
-    def drop(self) -> np.ndarray:
-        """``f(x^(0)) - f(x^(k))`` per example and step (n, steps + 1)."""
-        return self.logits[:, :1] - self.logits
-
-
-def _removal_order(maps: np.ndarray, order: str, seed: int) -> np.ndarray:
-    if order == "relevance":
-        # Most relevant (largest signed value: most evidence for the class) first.
-        return np.argsort(-maps, axis=1, kind="stable")
-    if order == "random":
-        rng = np.random.default_rng(seed)
-        return np.argsort(rng.random(maps.shape), axis=1)
-    raise ValueError(f"order must be 'relevance' or 'random', got {order!r}")
-
-
-@torch.no_grad()
-def deletion_curve(
-    model: nn.Module,
-    features,
-    maps,
-    order: str = "relevance",
-    steps: int = 20,
-    per_step: int = 10,
-    baseline="running_mean",
-    seed: int = 0,
-    *,
-    target=None,
-    batch_size: int = 64,
-) -> DeletionCurve:
-    """Remove paths (all frames) in order of relevance or at random; record the logit.
-
-    "Most relevant first" (MoRF) perturbation after Samek et al. (2017): at step k
-    the ``k * per_step`` first paths of the order are set to the baseline on all
-    32 frames, and the explained logit is recorded.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Network; a deep copy in eval mode is used.
-    features : torch.Tensor or numpy.ndarray, shape (n, paths, frames)
-        Compressed input features.
-    maps : array-like, shape (n, paths)
-        Time-averaged relevance (only its order is used, and only for
-        ``order="relevance"``).
-    order : {"relevance", "random"}
-        Largest signed relevance first, or a uniform random permutation per example.
-    steps : int
-        Number of removal steps L (the curve has L + 1 points).
-    per_step : int
-        Paths removed per step.
-    baseline : see :func:`deletion_baseline`
-    seed : int
-        Seed of the random order.
-    target : array-like of int, optional
-        Class whose logit is tracked; default the prediction on the intact input.
-    batch_size : int
-
-    Returns
-    -------
-    DeletionCurve
-    """
-    work = copy.deepcopy(model).eval()
-    device = _model_device(work)
-    x_all = _as_tensor(features, torch.device("cpu"))
-    n, n_paths, n_frames = x_all.shape
-    maps = np.asarray(maps, dtype=np.float64)
-    if maps.shape != (n, n_paths):
-        raise ValueError(f"maps have shape {maps.shape}, expected {(n, n_paths)}")
-    if steps < 1 or per_step < 1 or steps * per_step > n_paths:
-        raise ValueError(f"need 1 <= steps * per_step <= {n_paths}, got {steps} x {per_step}")
-    base = deletion_baseline(work, baseline)
-    base = torch.broadcast_to(
-        base.reshape(-1, 1) if base.ndim == 1 else base, (n_paths, n_frames)
-    ).to(torch.float32)
-    if target is None:
-        target = predicted_target(work, x_all, batch_size)
-    target = np.asarray(target, dtype=np.int64).ravel()
-    if target.shape[0] != n:
-        raise ValueError(f"{target.shape[0]} targets for {n} examples")
-    ranking = torch.as_tensor(_removal_order(maps, order, seed)[:, : steps * per_step])
-
-    logits = np.empty((n, steps + 1))
-    for start in range(0, n, batch_size):
-        x = x_all[start : start + batch_size].clone()
-        rows = torch.arange(x.shape[0])[:, None]
-        tgt = torch.as_tensor(target[start : start + batch_size], device=device)
-        for k in range(steps + 1):
-            if k:
-                idx = ranking[start : start + batch_size, (k - 1) * per_step : k * per_step]
-                x[rows, idx] = base[idx]
-            out = work(x.to(device))
-            logits[start : start + x.shape[0], k] = (
-                out.gather(1, tgt[:, None]).squeeze(1).double().cpu().numpy()
-            )
-    return DeletionCurve(
-        n_removed=np.arange(steps + 1) * per_step, logits=logits, target=target, order=order
-    )
-
-
-def aopc(curve: DeletionCurve | np.ndarray, per_example: bool = False):
-    """Area over the perturbation curve (Samek et al. 2017, Eq. 12).
-
-    ``AOPC = 1 / (L + 1) * sum_{k=0}^{L} < f(x^(0)) - f(x^(k)) >``, the average
-    over examples ``< . >`` of the drop of the explained output; larger means the
-    removed paths mattered more.
-
-    Parameters
-    ----------
-    curve : DeletionCurve or numpy.ndarray, shape (n, L + 1)
-        A curve, or its logits (first column the intact input).
-    per_example : bool
-        Return the per-example values instead of their mean.
-
-    Returns
-    -------
-    float or numpy.ndarray, shape (n,)
-    """
-    logits = curve.logits if isinstance(curve, DeletionCurve) else np.asarray(curve, float)
-    if logits.ndim != 2 or logits.shape[1] < 1:
-        raise ValueError(f"expected logits of shape (n, L + 1), got {logits.shape}")
-    per = (logits[:, :1] - logits).mean(axis=1)
-    return per if per_example else float(per.mean())
-
-
-def aopc_ratio(aopc_relevance: float, aopc_random: float) -> float:
-    """Return ``aopc_relevance / aopc_random``, defined where the quotient is not.
-
-    Parameters
-    ----------
-    aopc_relevance, aopc_random : float
-        Mean AOPC of relevance-ordered and random deletion (:func:`aopc`).
-
-    Returns
-    -------
-    float
-        The quotient when ``aopc_random > 0``; otherwise random removal did not
-        lower the logit on average and a quotient would be meaningless: ``inf`` if
-        ``aopc_relevance > 0`` (relevance order does lower it), NaN if not.
-    """
-    if aopc_random > 0:
-        return float(aopc_relevance / aopc_random)
-    return float("inf") if aopc_relevance > 0 else float("nan")
-
-
-@dataclass(frozen=True)
-class DeletionComparison:
-    """Relevance-ordered against random deletion.
-
-    Attributes
-    ----------
-    relevance, random : DeletionCurve
-    aopc_relevance, aopc_random : float
-    ratio : float
-        ``aopc_relevance / aopc_random``. When random removal does not lower the
-        logit on average (``aopc_random <= 0``, common with 1,200 redundant paths)
-        a quotient would be meaningless: the ratio is then ``inf`` if relevance
-        order does lower it (``aopc_relevance > 0``) and NaN otherwise.
-    wilcoxon_p : float
-        One-sided paired Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) that
-        per-example AOPC is larger for relevance order than for random order; NaN
-        when all differences are zero.
-    """
-
-    relevance: DeletionCurve
-    random: DeletionCurve
-    aopc_relevance: float
-    aopc_random: float
-    ratio: float
-    wilcoxon_p: float
-
-
-def deletion_comparison(
-    model: nn.Module,
-    features,
-    maps,
-    steps: int = 20,
-    per_step: int = 10,
-    baseline="running_mean",
-    seed: int = 0,
-    *,
-    target=None,
-    batch_size: int = 64,
-) -> DeletionComparison:
-    """Run :func:`deletion_curve` in relevance and random order and compare AOPC.
-
-    Parameters
-    ----------
-    model, features, maps, steps, per_step, baseline, seed, target, batch_size
-        As in :func:`deletion_curve`; both orders use the same target and baseline.
-
-    Returns
-    -------
-    DeletionComparison
-    """
-    if target is None:
-        target = predicted_target(model, features, batch_size)
-    kwargs = dict(
-        steps=steps,
-        per_step=per_step,
-        baseline=baseline,
-        seed=seed,
-        target=target,
-        batch_size=batch_size,
-    )
-    rel = deletion_curve(model, features, maps, order="relevance", **kwargs)
-    rnd = deletion_curve(model, features, maps, order="random", **kwargs)
-    a_rel, a_rnd = aopc(rel, per_example=True), aopc(rnd, per_example=True)
-    m_rel, m_rnd = float(a_rel.mean()), float(a_rnd.mean())
-    ratio = aopc_ratio(m_rel, m_rnd)
-    diff = a_rel - a_rnd
-    p = float("nan")
-    if np.any(diff != 0):  # the test is undefined when every difference is zero
-        p = float(stats.wilcoxon(diff, alternative="greater").pvalue)
-    return DeletionComparison(rel, rnd, m_rel, m_rnd, ratio, p)

@@ -13,7 +13,10 @@ and every numeric figure with its interval and its spread over replicates::
 
 What counts as drift (:func:`compare`):
 
-* a verdict change (holds -> inconclusive, ...), a claim present on one side only;
+* a claim present on one side only, and a verdict change (holds -> inconclusive,
+  ...) that comes with a figure beyond its tolerance. A verdict whose interval
+  ends at its bar can flip with rounding alone; such a flip, with every figure
+  within tolerance, is listed as a note, not drift;
 * a figure that moved by more than its tolerance (:func:`allowed_shift`). Two
   runs of the same code and seed on different machines (or with perturbed
   arithmetic) differ by rounding, which training amplifies: every replicate is
@@ -267,6 +270,8 @@ class Comparison:
     figures_compared: int = 0
     not_run: list = field(default_factory=list)
     baseline_context: dict = field(default_factory=dict)
+    #: Verdict changes with every figure within rounding (not drift).
+    notes: list = field(default_factory=list)
 
     @property
     def drifted_claims(self) -> list[str]:
@@ -286,7 +291,9 @@ class Comparison:
         return {"summary": self.summary(), "compared": self.compared,
                 "figures_compared": self.figures_compared, "not_run": self.not_run,
                 "drifted_claims": self.drifted_claims, "baseline_context": self.baseline_context,
-                "drifts": [asdict(d) | {"text": d.describe()} for d in self.drifts]}
+                "drifts": [asdict(d) | {"text": d.describe()} for d in self.drifts],
+                "notes": [asdict(d) | {"text": d.describe() + " (every figure within rounding)"}
+                          for d in self.notes]}
 
 
 def _explicit(claim_id: str, name: str) -> Tolerance | None:
@@ -328,9 +335,7 @@ def compare(baseline: dict, report: dict, selected: set | None = None) -> Compar
                 result.drifts.append(Drift(claim_id, "missing claim"))
             continue
         result.compared += 1
-        if record["verdict"] != stored.get("verdict"):
-            result.drifts.append(Drift(claim_id, "verdict", "", stored.get("verdict"),
-                                       record["verdict"]))
+        before = len(result.drifts)
         for name, old in (stored.get("figures") or {}).items():
             new = record["figures"].get(name)
             if new is None:
@@ -348,6 +353,12 @@ def compare(baseline: dict, report: dict, selected: set | None = None) -> Compar
             if not ok:
                 result.drifts.append(Drift(claim_id, "figure", name, old.get("value"),
                                            new.get("value"), rule))
+        if record["verdict"] != stored.get("verdict"):
+            flip = Drift(claim_id, "verdict", "", stored.get("verdict"), record["verdict"])
+            # A verdict whose interval ends at its bar may flip with rounding alone:
+            # drift when a figure moved too, a note (in the report) when none did.
+            (result.drifts if len(result.drifts) > before or not stored.get("figures")
+             else result.notes).append(flip)
     for claim_id in current["claims"].keys() - baseline["claims"].keys():
         result.drifts.append(Drift(claim_id, "new claim",
                                    current=current["claims"][claim_id]["verdict"]))
