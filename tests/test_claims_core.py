@@ -162,3 +162,15 @@ def test_every_registered_claim_is_well_formed():
         assert case.spec.doc, f"{case.id}: the measurement function needs a docstring"
         names = [b.name for b in case.bounds]
         assert len(names) == len(set(names)), case.id
+
+
+@pytest.mark.parametrize(("failing", "covered"), [
+    (("first",), True),            # one listed bound fails, the other is inconclusive
+    (("first", "second"), True),
+    (("third",), False),           # a bound nobody measured failing: news
+    (("first", "third"), False),
+    ((), False),                   # nothing fails: not this known failure
+])
+def test_a_known_failure_covers_only_its_bounds(failing, covered):
+    entry = KnownFailure("demo.x", ("first", "second"), "synthetic", "ci", "measured")
+    assert entry.covers(failing) is covered
