@@ -103,3 +103,17 @@ def test_baseline_round_trip_and_errors(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old))
     with pytest.raises(BaselineError, match="version 1"):
         load_baseline(tmp_path / "old.json")
+
+
+def test_a_claims_declared_tolerance_overrides_the_default_rule():
+    # lrp.canonizer declares a decade tolerance on its float32 logit shift: a move
+    # from 1.59e-5 to 1.65e-5 (two runs, one seed) is rounding, 1.6e-5 -> 1e-3 is not.
+    def record(shift):
+        return {"id": "lrp.canonizer", "verdict": "holds", "status": "passed",
+                "figures": {"max relative logit shift": _figure(shift),
+                            "batch norms merged": _figure(3)}}
+
+    base = make_baseline(_report([record(1.594e-5)]))
+    assert not compare(base, _report([record(1.653e-5)])).drifts
+    moved = compare(base, _report([record(1e-3)]))
+    assert [d.key for d in moved.drifts] == ["max relative logit shift"]

@@ -212,6 +212,54 @@ class Measurement:
 
 # ---------------------------------------------------------------- registry --
 @dataclass(frozen=True)
+class Tolerance:
+    """An explicit tolerance for one figure (overrides the spread rule).
+
+    Parameters
+    ----------
+    kind : {"exact", "abs", "rel", "decade", "octave"}
+    value : float
+    floor : float
+        Only for ``decade``: magnitudes below it count as equal to it.
+    """
+
+    kind: str
+    value: float = 0.0
+    floor: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in ("exact", "abs", "rel", "decade", "octave"):
+            raise ValueError(f"unknown tolerance kind {self.kind!r}")
+
+    def allows(self, old, new) -> bool:
+        """Whether ``new`` is within tolerance of ``old``."""
+        if old is None or new is None:
+            return old == new
+        old, new = float(old), float(new)
+        if self.kind == "exact":
+            return old == new
+        if self.kind == "abs":
+            return abs(new - old) <= self.value
+        if self.kind == "rel":
+            return abs(new - old) <= self.value * abs(old)
+        if self.kind == "decade":
+            a, b = max(abs(old), self.floor), max(abs(new), self.floor)
+            if a == 0 or b == 0:
+                return a == b
+            return abs(math.log10(b / a)) <= self.value
+        if old <= 0 or new <= 0:
+            return old == new
+        return abs(math.log2(new / old)) <= self.value
+
+    def describe(self) -> str:
+        """Short text such as ``abs 0.05``."""
+        if self.kind == "exact":
+            return "exact"
+        text = f"{self.kind} {self.value:g}"
+        return text + (f" (floor {self.floor:g})" if self.floor else "")
+
+
+@dataclass(frozen=True)
 class ClaimSpec:
     """A declared claim (possibly a family over ``params``).
 
@@ -233,7 +281,7 @@ class ClaimSpec:
     params : dict
         Parameter name -> tuple of values (the family's members).
     tolerances : dict
-        Figure name (glob) -> ``pmt_core.report.regression.Tolerance`` for the
+        Figure name (glob) -> :class:`Tolerance` for the
         regression gate, overriding the default rules.
     min_examples : int
         Fewest examples the claim may be decided on (below: inconclusive).

@@ -11,7 +11,7 @@ import torch
 
 from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
-from pmt_core.claims.core import AtLeast, AtMost, Measurement, Within, claim
+from pmt_core.claims.core import AtLeast, AtMost, Measurement, Tolerance, Within, claim
 from pmt_core.claims.estimates import crossed_bootstrap, exact, wilson
 from pmt_core.explain import lrp
 from pmt_core.explain import lrp_reference as ref
@@ -28,7 +28,10 @@ def _spread(n_total: int, n: int) -> np.ndarray:
        "the kept batch-norm eps", unit="max relative logit shift",
        bounds=[Within("batch norms merged", th.CONV_BN_PAIRS, th.CONV_BN_PAIRS),
                AtMost("max relative logit shift", th.CANONIZER_MAX_REL_LOGIT_SHIFT,
-                      why="~7x the first-order estimate 1.5e-5 of the kept eps")])
+                      why="~7x the first-order estimate 1.5e-5 of the kept eps")],
+       # The shift is float32 rounding of trained weights (1.59e-5 and 1.65e-5 in two
+       # smoke runs of one seed): compared by order of magnitude, not to 1e-3.
+       tolerances={"max relative logit shift": Tolerance("decade", 0.5)})
 def canonizer(run) -> Measurement:
     """Count merged batch norms (fewest over replicates); largest relative logit shift."""
     rows, merged, shifts = [], [], []

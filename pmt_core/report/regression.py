@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pmt_core.claims.core import Tolerance
 from pmt_core.infra.atomic import write_text_atomic
 
 FORMAT = "pmt-baseline"
@@ -67,54 +69,6 @@ DECADES = 1.0
 
 class BaselineError(ValueError):
     """A baseline file is missing, unreadable or not a baseline."""
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """An explicit tolerance for one figure (overrides the spread rule).
-
-    Parameters
-    ----------
-    kind : {"exact", "abs", "rel", "decade", "octave"}
-    value : float
-    floor : float
-        Only for ``decade``: magnitudes below it count as equal to it.
-    """
-
-    kind: str
-    value: float = 0.0
-    floor: float = 0.0
-
-    def __post_init__(self):
-        if self.kind not in ("exact", "abs", "rel", "decade", "octave"):
-            raise ValueError(f"unknown tolerance kind {self.kind!r}")
-
-    def allows(self, old, new) -> bool:
-        """Whether ``new`` is within tolerance of ``old``."""
-        if old is None or new is None:
-            return old == new
-        old, new = float(old), float(new)
-        if self.kind == "exact":
-            return old == new
-        if self.kind == "abs":
-            return abs(new - old) <= self.value
-        if self.kind == "rel":
-            return abs(new - old) <= self.value * abs(old)
-        if self.kind == "decade":
-            a, b = max(abs(old), self.floor), max(abs(new), self.floor)
-            if a == 0 or b == 0:
-                return a == b
-            return abs(math.log10(b / a)) <= self.value
-        if old <= 0 or new <= 0:
-            return old == new
-        return abs(math.log2(new / old)) <= self.value
-
-    def describe(self) -> str:
-        """Short text such as ``abs 0.05``."""
-        if self.kind == "exact":
-            return "exact"
-        text = f"{self.kind} {self.value:g}"
-        return text + (f" (floor {self.floor:g})" if self.floor else "")
 
 
 def _is_p_value(name: str) -> bool:
@@ -296,14 +250,20 @@ class Comparison:
                           for d in self.notes]}
 
 
-def _explicit(claim_id: str, name: str) -> Tolerance | None:
-    from pmt_core.claims.core import CLAIMS
+@functools.cache
+def _specs() -> dict:
+    """Map each claim id to its declaration (every claim module loaded)."""
+    from pmt_core.claims.core import all_cases
 
-    for template, spec in CLAIMS.items():
-        if fnmatch.fnmatchcase(claim_id, template.split("{")[0] + "*"):
-            for pattern, tol in spec.tolerances.items():
-                if fnmatch.fnmatchcase(name, pattern):
-                    return tol
+    return {case.id: case.spec for case in all_cases()}
+
+
+def _explicit(claim_id: str, name: str) -> Tolerance | None:
+    """Return the tolerance ``claim_id`` declares for figure ``name``, if any."""
+    spec = _specs().get(claim_id)
+    for pattern, tol in (spec.tolerances.items() if spec else ()):
+        if fnmatch.fnmatchcase(name, pattern):
+            return tol
     return None
 
 
