@@ -364,3 +364,15 @@ def test_grouped_similarity_validates():
         rel.grouped_profile_similarity(maps, PATHS, groups[:-1])
     with pytest.raises(ValueError, match="n_splits"):
         rel.random_split_reference(maps, PATHS, groups, n_splits=0)
+
+
+def test_peak_presence_reads_the_input_at_the_peak():
+    maps = np.zeros((2, N_PATHS))
+    maps[:, _path(800.0, 16.0)] = 1.0
+    reference = np.ones(N_PATHS)
+    inputs = np.ones((2, N_PATHS))
+    inputs[0, _path(800.0, 16.0)] = 3.0   # more of this modulation than usual: presence
+    inputs[1, _path(800.0, 16.0)] = 0.2   # less than usual: the peak is an absence
+    inputs[1, _path(400.0, 8.0)] = 9.0    # presence elsewhere does not count
+    np.testing.assert_array_equal(rel.peak_on_present(maps, inputs, reference, PATHS),
+                                  [True, False])

@@ -73,6 +73,9 @@ class View:
         self.f0 = run.data.column("f0_hz", "test")
         self.distractor = run.data.column("distractor_rate_hz", "test")
         self.energy = run.test_energy
+        # time-averaged compressed inputs and their training mean: peak presence
+        self.inputs = run.test_inputs("s1s2").double().mean(dim=-1).numpy()
+        self.input_mean = run.input_statistics[0]
 
     def known(self, column) -> np.ndarray:
         """(n,) bool: the column is finite and positive."""
@@ -111,6 +114,7 @@ def _localisation(run) -> FamilyResult:
     for name, per_rep in v.maps.items():
         lift = np.full((v.n_rep, v.n), np.nan)
         hits = np.full((v.n_rep, v.n), np.nan)
+        present = np.full((v.n_rep, v.n), np.nan)
         for r in range(v.n_rep):
             keep = v.correct[r] & v.known(v.rate)
             if not keep.any():
@@ -118,21 +122,27 @@ def _localisation(run) -> FamilyResult:
             peak = R.peak_modulation_hz(per_rep[r][keep], v.paths)
             hit = R.octave_distance(peak, v.rate[keep]) <= tol
             hits[r, keep] = hit
+            present[r, keep] = R.peak_on_present(per_rep[r][keep], v.inputs[keep],
+                                                 v.input_mean, v.paths)
             lift[r, keep] = hit - R.expected_permuted_hits(peak, v.rate[keep], v.true[keep], tol)
         out.values[name] = (lift, v.classes)
-        hits_all[name] = hits
+        hits_all[name] = (hits, present)
     scored = v.correct & v.known(v.rate)[None, :]
     out.n = int(scored.any(axis=0).sum())
     chance = R.chance_hit_rate(v.paths, np.where(v.known(v.rate), v.rate, 1.0), tol)
     chance_macro = class_macro(np.where(scored, chance[None, :], np.nan), v.classes)
-    for name, hits in hits_all.items():
+    for name, (hits, present) in hits_all.items():
         out.figures[name] = {"hit rate (macro)": class_macro(hits, v.classes),
-                             "chance hit rate (random map, macro)": chance_macro}
+                             "chance hit rate (random map, macro)": chance_macro,
+                             "peaks on present modulation (macro)":
+                                 class_macro(present, v.classes)}
     out.detail = (
         f"Correctly classified test examples with a known rate, per replicate ({out.n} "
         f"examples scored by at least one of {v.n_rep} replicates). Hit: the S2 path with the "
         f"largest time-averaged relevance has lambda2 within {tol} octave of the example's "
-        "rate. Figure: hit minus the expected hit against the rates of the example's class "
+        "rate. Presence: the peak path's input exceeds its training mean (the input batch "
+        "norm subtracts it, so a positive peak elsewhere is evidence of an absence). "
+        "Figure: hit minus the expected hit against the rates of the example's class "
         "shuffled (a map that knows only the class scores 0), macro-averaged over classes; "
         "interval: crossed bootstrap over replicates and examples.")
     out.tables.append(([{"explainer": n, **{k: round(x, 4) for k, x in out.figures[n].items()}}

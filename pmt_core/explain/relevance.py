@@ -247,6 +247,33 @@ def peak_path(maps, paths: PathTable, order: int | None = 2) -> np.ndarray:
     return candidates[np.argmax(maps[:, candidates], axis=1)]
 
 
+def peak_on_present(maps, inputs, reference, paths: PathTable) -> np.ndarray:
+    """Whether each example's S2 peak sits where its input exceeds the reference.
+
+    Relevance lives on the network's input after its batch norm, so positive
+    relevance at a path can mean "more of this modulation than usual" (presence)
+    or "less than usual" (absence): the sign of input minus training mean decides.
+
+    Parameters
+    ----------
+    maps : array-like, shape (examples, paths)
+    inputs : array-like, shape (examples, paths)
+        The time-averaged compressed inputs of the same examples.
+    reference : array-like, shape (paths,)
+        The training mean of the compressed inputs (what the batch norm subtracts).
+    paths : PathTable
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (examples,)
+        True: the peak path's input is above its reference (presence).
+    """
+    inputs = np.asarray(inputs, dtype=float)
+    peak = peak_path(maps, paths, order=2)
+    rows = np.arange(len(peak))
+    return inputs[rows, peak] > np.asarray(reference, dtype=float)[peak]
+
+
 def peak_modulation_hz(maps, paths: PathTable) -> np.ndarray:
     """lambda2 (Hz) at each example's largest second-order value.
 
