@@ -14,7 +14,13 @@ import numpy as np
 from pmt_core.claims import paper
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
-from pmt_core.claims.estimates import crossed_bootstrap, exact, minimum, wilson
+from pmt_core.claims.estimates import (
+    crossed_bootstrap,
+    exact,
+    minimum,
+    per_replicate_estimate,
+    wilson,
+)
 from pmt_core.figures.claims import confusion_figure
 from pmt_core.model.training import confusion, macro_accuracy, per_class_accuracy
 
@@ -56,7 +62,7 @@ def per_class(run, kind) -> Measurement:
     macro = [macro_accuracy(m.test_true, m.test_pred, names) for m in models]
     m = Measurement(figures={"lowest margin over the bar": lowest, "lowest class": lowest_name,
                              **{f"recall {n}": e for n, e in recalls.items()},
-                             "macro accuracy": float(np.mean(macro))},
+                             "macro accuracy": per_replicate_estimate(macro)},
                     n=len(models[0].test_true))
     missing = [n for n, e in recalls.items() if e is None]
     if missing:
@@ -110,8 +116,8 @@ def s2_gain(run) -> Measurement:
     gain = crossed_bootstrap(diff, strata=true, seed=run.settings.seed)
     macro = {kind: [macro_accuracy(mm.test_true, mm.test_pred, run.data.class_names)
                     for mm in run.models.replicates[kind]] for kind in ("s1", "s1s2")}
-    m = Measurement(figures={"gain": gain, "macro S1+S2": float(np.mean(macro["s1s2"])),
-                             "macro S1": float(np.mean(macro["s1"]))}, n=len(true))
+    m = Measurement(figures={"gain": gain, "macro S1+S2": per_replicate_estimate(macro["s1s2"]),
+                             "macro S1": per_replicate_estimate(macro["s1"])}, n=len(true))
     m.detail = ("Per test file and replicate pair, correct(S1+S2) - correct(S1) weighted by "
                 "1 / (class size x classes), whose mean is the macro difference; interval: "
                 "crossed bootstrap over replicates and files (files resampled within class). "

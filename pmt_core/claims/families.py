@@ -232,7 +232,7 @@ def reading_measurement(run, fam: Family, composite: str) -> Measurement:
             tuple(result.values[composite]), tuple(result.values[strongest]), fam.statistic,
             sign, strata=result.strata, seed=run.settings.seed)
         figures["strongest null"] = strongest
-        figures["strongest null's figure"] = estimate(run, fam, strongest).value
+        figures["strongest null's figure"] = estimate(run, fam, strongest)
     figures.update(result.figures.get(composite, {}))
     m = Measurement(figures=figures, explainers=cells(run, fam), n=result.n)
     m.detail = result.detail

@@ -12,7 +12,7 @@ import torch
 from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, Tolerance, Within, claim
-from pmt_core.claims.estimates import crossed_bootstrap, exact, wilson
+from pmt_core.claims.estimates import crossed_bootstrap, exact, per_replicate_estimate, wilson
 from pmt_core.explain import lrp
 from pmt_core.explain import lrp_reference as ref
 
@@ -167,7 +167,8 @@ def input_share(run, composite) -> Measurement:
     median = crossed_bootstrap(shares, lambda a: float(np.nanmedian(a)),
                                seed=run.settings.seed)
     m = Measurement(figures={"sign-inverted maps": frac, "median input share": median,
-                             "maps above the logit": float(np.mean(shares > 1))},
+                             "maps above the logit": per_replicate_estimate(
+                                 (shares > 1).mean(axis=1).tolist())},
                     n=shares.shape[1])
     m.detail = ("Per test example and replicate, sum of the input relevance over the top "
                 "relevance (the explained logit). A negative share: the map's total evidence "

@@ -35,6 +35,7 @@ from pmt_core.claims.estimates import (
     bootstrap_estimate,
     exact,
     minimum,
+    per_replicate_estimate,
 )
 from pmt_core.claims.families import (
     Family,
@@ -98,6 +99,12 @@ _macro = MacroMean()
 _mean = MeanOfFinite()
 
 
+def _per_replicate_macro(values: np.ndarray, classes: np.ndarray) -> Estimate:
+    """Class-macro mean per replicate row of ``values`` (R, n), then over replicates."""
+    return per_replicate_estimate([class_macro(values[r:r + 1], classes[r:r + 1])
+                                   for r in range(values.shape[0])])
+
+
 def _median(values):
     v = values[0][np.isfinite(values[0])]
     return float(np.median(v)) if v.size else math.nan
@@ -130,12 +137,12 @@ def _localisation(run) -> FamilyResult:
     scored = v.correct & v.known(v.rate)[None, :]
     out.n = int(scored.any(axis=0).sum())
     chance = R.chance_hit_rate(v.paths, np.where(v.known(v.rate), v.rate, 1.0), tol)
-    chance_macro = class_macro(np.where(scored, chance[None, :], np.nan), v.classes)
+    chance_macro = _per_replicate_macro(np.where(scored, chance[None, :], np.nan), v.classes)
     for name, (hits, present) in hits_all.items():
-        out.figures[name] = {"hit rate (macro)": class_macro(hits, v.classes),
+        out.figures[name] = {"hit rate (macro)": _per_replicate_macro(hits, v.classes),
                              "chance hit rate (random map, macro)": chance_macro,
                              "peaks on present modulation (macro)":
-                                 class_macro(present, v.classes)}
+                                 _per_replicate_macro(present, v.classes)}
     out.detail = (
         f"Correctly classified test examples with a known rate, per replicate ({out.n} "
         f"examples scored by at least one of {v.n_rep} replicates). Hit: the S2 path with the "
@@ -145,7 +152,8 @@ def _localisation(run) -> FamilyResult:
         "Figure: hit minus the expected hit against the rates of the example's class "
         "shuffled (a map that knows only the class scores 0), macro-averaged over classes; "
         "interval: crossed bootstrap over replicates and examples.")
-    out.tables.append(([{"explainer": n, **{k: round(x, 4) for k, x in out.figures[n].items()}}
+    out.tables.append(([{"explainer": n, **{k: round(x.value, 4)
+                                            for k, x in out.figures[n].items()}}
                         for n in out.values], "Hit rates per explainer (macro over classes)"))
     out.plots.append(lambda composite: _figure1(run, v, composite))
     return out
@@ -635,16 +643,20 @@ def _kurtosis(run) -> FamilyResult:
     for name, per_rep in v.maps.items():
         k = np.stack([R.kurtosis_per_example(m) for m in per_rep])
         out.values[name] = (k - eps,)
-        s = R.kurtosis_summary(k.ravel())
-        out.figures[name] = {"mean kurtosis": s.mean, "sd kurtosis": s.sd,
-                             "LRP-epsilon mean kurtosis": R.kurtosis_summary(eps.ravel()).mean}
+        # per replicate (mean over replicates), so the gate sees how training moves them
+        per_rep = [R.kurtosis_summary(row) for row in k]
+        out.figures[name] = {
+            "mean kurtosis": per_replicate_estimate([s.mean for s in per_rep]),
+            "sd kurtosis": per_replicate_estimate([s.sd for s in per_rep]),
+            "LRP-epsilon mean kurtosis": per_replicate_estimate(
+                [R.kurtosis_summary(row).mean for row in eps])}
     out.detail = ("Kurtosis as in the authors' code: scipy.stats.kurtosis (Fisher, biased) "
                   "over each example's time-averaged relevances, S1 and S2 together; the "
                   "figure is the mean over examples and replicates of the composite's minus "
                   "LRP-epsilon's, with its paired crossed-bootstrap interval. Paper: "
                   "LRP-eps 13.82 (sd 8.81), LRP-[eps, z+] 19.22 (sd 13.72).")
     out.plots.append(lambda composite: (explainer_bars_figure(
-        {n: {"measured": out.figures[n]["mean kurtosis"], "interval": None,
+        {n: {"measured": out.figures[n]["mean kurtosis"].value, "interval": None,
              "null": n not in COMPOSITES, "label": n} for n in out.values},
         "Mean kurtosis of the maps per explainer", ylabel="kurtosis (Fisher)"),
         "Mean per-example kurtosis of every explainer's maps."))

@@ -24,7 +24,7 @@ import numpy as np
 from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, claim
-from pmt_core.claims.estimates import Estimate, MeanOfFinite
+from pmt_core.claims.estimates import Estimate, MeanOfFinite, per_replicate_estimate
 from pmt_core.claims.families import (
     ALL_NULLS,
     Family,
@@ -71,9 +71,11 @@ def _deletion(run) -> FamilyResult:
                 lerf_curves.append(lerf[:, :1] - lerf)
             out.values[name] = (np.stack(gaps),)
             curves[name] = (np.concatenate(morf_curves), np.concatenate(lerf_curves))
-            out.figures[name] = {"AOPC most relevant first": float(np.mean(
-                np.concatenate(morf_curves).mean(1))), "AOPC least relevant first": float(
-                np.mean(np.concatenate(lerf_curves).mean(1)))}
+            out.figures[name] = {
+                "AOPC most relevant first": per_replicate_estimate(
+                    [float(c.mean()) for c in morf_curves]),
+                "AOPC least relevant first": per_replicate_estimate(
+                    [float(c.mean()) for c in lerf_curves])}
     steps = np.arange(pr.DELETION_STEPS + 1) * pr.DELETION_PER_STEP
 
     def plot(composite):
