@@ -64,8 +64,89 @@ class KnownFailure:
         return bool(failing) and failing <= set(self.bounds)
 
 
-#: Every known failure. Filled from measured runs (README, "What we measured").
-KNOWN_FAILURES: tuple[KnownFailure, ...] = ()
+def _synthetic_ci(claim: str, bounds: tuple, reason: str) -> KnownFailure:
+    return KnownFailure(claim, bounds, "synthetic", "ci", reason)
+
+
+#: Every known failure, from runs of the ci profile on the synthetic data (5
+#: replicates): seed 0 on CI's machine (commit 08db464) and on this one, plain and
+#: with --perturb ulp, and seeds 1 and 2 (README, "What we measured"). Figures are
+#: seed 0 (plain, this machine) with their 95 % intervals. A claim is listed only
+#: where no run held it; a listed bound may be inconclusive on some runs.
+KNOWN_FAILURES: tuple[KnownFailure, ...] = (
+    # -- the nulls pass what the relevance criteria ask: claims without power -----
+    _synthetic_ci("power.relevance.localisation", ("rejects the nulls",),
+                  "5 of 6 nulls not rejected: input and both energies pass (raw energy's "
+                  "lift 0.38), class-constant and randomised LRP are inconclusive"),
+    _synthetic_ci("power.relevance.peak_modulation", ("rejects the nulls",),
+                  "4 of 6 nulls not rejected (input, raw and normalised energy, "
+                  "randomised LRP)"),
+    _synthetic_ci("power.relevance.s1_share", ("rejects the nulls",),
+                  "4 of 5 nulls not rejected: random, input, normalised energy and "
+                  "randomised LRP all put about 6 % of |relevance| on S1, as LRP does"),
+    _synthetic_ci("power.relevance.distractor", ("rejects the nulls",),
+                  "3 of 4 nulls not rejected: input and energies ignore the distractor too"),
+    _synthetic_ci("power.sanity.deletion", ("rejects the nulls",),
+                  "6 of 6 nulls not rejected: both energy orderings pass the MoRF - LeRF "
+                  "gap (normalised energy 1.04), the other four are inconclusive"),
+    # -- LRP does not beat the strongest null ------------------------------------
+    *(_synthetic_ci(f"relevance.localisation.{c}", bounds, reason) for c, bounds, reason in (
+        ("epsilon", ("beats the nulls",),
+         "lift over permuted rates 0.225 [0.18, 0.27] is real, but 0.16 [0.10, 0.21] "
+         "below the strongest null (raw energy)"),
+        ("epsilon_zplus", ("beats the nulls",),
+         "lift 0.224 [0.18, 0.27], 0.16 [0.10, 0.21] below the strongest null"),
+        ("zplus_epsilon", ("beats the nulls",),
+         "lift 0.313 [0.27, 0.36], 0.07 [0.02, 0.12] below the strongest null"),
+        ("zbox_zplus_epsilon", ("tracks the rate", "beats the nulls"),
+         "lift 0.012 [-0.03, 0.05]: the z-box first layer loses the rate; 0.37 below "
+         "the strongest null"),
+    )),
+    *(_synthetic_ci(f"relevance.distractor.{c}", ("beats the nulls",),
+                    f"distractor lift {lift} holds (below 1.25), but raw energy ignores "
+                    f"the distractor more (0.73): margin {margin}")
+      for c, lift, margin in (("epsilon", "0.91 [0.85, 0.97]", "-0.18 [-0.24, -0.12]"),
+                              ("epsilon_zplus", "0.89 [0.83, 0.95]", "-0.16 [-0.22, -0.10]"),
+                              ("zplus_epsilon", "0.86 [0.81, 0.91]", "-0.13 [-0.17, -0.08]"),
+                              ("zbox_zplus_epsilon", "0.97 [0.92, 1.02]",
+                               "-0.24 [-0.29, -0.18]"))),
+    # -- energy: |R| follows the scattering energy -------------------------------
+    _synthetic_ci("relevance.energy_correlation.epsilon", ("|R| does not follow energy",),
+                  "signed rho 0.07 holds; median rho of |R| with energy 0.47 [0.43, 0.51] "
+                  "against the bar 0.3"),
+    _synthetic_ci("relevance.energy_correlation.epsilon_zplus",
+                  ("|R| does not follow energy",),
+                  "signed rho 0.09 holds; |R| rho 0.475 [0.44, 0.52]"),
+    _synthetic_ci("relevance.energy_correlation.zplus_epsilon",
+                  ("does not follow energy", "beats the nulls", "|R| does not follow energy"),
+                  "the code's composite follows energy: rho 0.737 [0.71, 0.76], signed and "
+                  "absolute (z+ maps are non-negative), no better than the input null"),
+    # -- the code's composite and its z-box variant -------------------------------
+    _synthetic_ci("relevance.kurtosis_contrast.zbox_zplus_epsilon", ("more contrasted",),
+                  "kurtosis minus LRP-epsilon's -1.38 [-2.03, -0.78]: less contrasted, the "
+                  "reverse of the paper's 19.22 > 13.82"),
+    _synthetic_ci("relevance.peak_modulation.zbox_zplus_epsilon",
+                  ("follows the rate", "beats the nulls", "physical order"),
+                  "within-class rate rho -0.10 [-0.23, 0.03]; class medians ordered in "
+                  "0.4 [0.4, 0.6] of the band pairs"),
+    _synthetic_ci("relevance.pitch_invariance.zbox_zplus_epsilon", ("invariant to pitch",),
+                  "lowest class similarity ratio 0.78 [0.71, 0.85] against 0.9 (0.84 "
+                  "[0.78, 0.91], inconclusive, under --perturb ulp)"),
+    _synthetic_ci("relevance.pitch_invariance.zplus_epsilon", ("invariant to pitch",),
+                  "lowest class ratio 0.79 [0.71, 0.86] under --perturb ulp; 0.88 "
+                  "[0.73, 0.96], inconclusive, plain"),
+    _synthetic_ci("sanity.model_randomisation.zplus_epsilon", ("depends on the weights",),
+                  "|maps| keep rho 0.551 [0.52, 0.59] with the trained model's after every "
+                  "layer is re-initialised (z+ on a signed input: input-driven)"),
+    _synthetic_ci("sanity.data_randomisation.zplus_epsilon", ("depends on the labels",),
+                  "rho 0.81 [0.77, 0.85] with maps of models trained on shuffled labels"),
+    # -- LRP-epsilon and the text's composite invert the sign of many maps -------
+    _synthetic_ci("lrp.input_share.epsilon", ("sign-inverted maps",),
+                  "0.349 [0.29, 0.42] of test maps sum to the opposite sign of the "
+                  "explained logit (bar 0.1)"),
+    _synthetic_ci("lrp.input_share.epsilon_zplus", ("sign-inverted maps",),
+                  "0.231 [0.18, 0.29] of test maps sign-inverted"),
+)
 
 
 def known_failure_for(claim_id: str, dataset: str, profile: str) -> KnownFailure | None:
