@@ -24,7 +24,7 @@ DOCS = Path(__file__).resolve().parent
 MAX_BYTES = 400_000
 
 
-def screenshot(html: Path, out: Path, width: int = 1280, height: int = 2000) -> Path:
+def screenshot(html: Path, out: Path, width: int = 1440, height: int = 1500) -> Path:
     """Render ``html`` with headless Chromium (no network) and save a small PNG."""
     with tempfile.TemporaryDirectory() as profile, tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.png"
@@ -46,10 +46,11 @@ def screenshot(html: Path, out: Path, width: int = 1280, height: int = 2000) -> 
 
 def trill_wav(path: Path, seed: int = 0) -> Path:
     """Write the first test-split trill of the ci-profile synthetic data set."""
+    from pmt_core.data.split import assign_split
     from pmt_core.data.synth import synthesize, synthetic_manifest
     from pmt_core.profiles import CI_CLASS_SIZES
 
-    manifest = synthetic_manifest(CI_CLASS_SIZES, seed=seed)
+    manifest = assign_split(synthetic_manifest(CI_CLASS_SIZES, seed=seed), seed)
     row = manifest[(manifest.technique == "trill") & (manifest.subset == "test")].iloc[0]
     print(f"trill: {row.instrument}, f0 {row.f0_hz:.1f} Hz, rate {row.modulation_rate_hz:.2f} "
           f"Hz, depth {row.modulation_depth:g} cents")
