@@ -73,3 +73,35 @@ def test_same_seed_same_figures(smoke, tmp_path):
     first = smoke.models.replicates["s1s2"][1]
     second = again.models.replicates["s1s2"][1]
     np.testing.assert_array_equal(first.test_logits, second.test_logits)
+
+
+def test_editing_feature_code_is_a_cache_miss(tmp_path, monkeypatch):
+    # A copy of a feature-producing module, edited after an entry was written: the
+    # digest joins the cache namespace, so the edited code cannot read stale bits.
+    import shutil
+    import sys
+
+    import torch
+
+    from pmt_core import stages
+    from pmt_core.features import scattering
+    from pmt_core.infra.cache import FeatureCache
+
+    shutil.copy(scattering.__file__, tmp_path / "copied_scattering.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "copied_scattering", raising=False)
+    modules = ("pmt_core.data.synth", "copied_scattering")
+
+    def cache():
+        recipe = {"code": stages.feature_code_digest(modules)}
+        return FeatureCache(tmp_path / "cache", FeatureCache.namespace_for("cfg", recipe))
+
+    values = np.ones((2, 3), dtype=np.float32)
+    cache().put("clip", values, {})
+    assert cache().get("clip", (2, 3)) is not None  # same code: a hit
+    source = tmp_path / "copied_scattering.py"
+    source.write_text(source.read_text() + "\n# an edit\n")
+    edited = cache()
+    assert edited.get("clip", (2, 3)) is None and edited.misses == 1
+    # the real run's recipe carries the digest of the real modules
+    assert stages.feature_recipe(torch.device("cpu"))["code"] == stages.feature_code_digest()
