@@ -140,6 +140,26 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
                   "layer is re-initialised (z+ on a signed input: input-driven)"),
     _synthetic_ci("sanity.data_randomisation.zplus_epsilon", ("depends on the labels",),
                   "rho 0.81 [0.77, 0.85] with maps of models trained on shuffled labels"),
+    # -- failing on one seed, inconclusive on the others (never held) ----------
+    _synthetic_ci("relevance.pitch_invariance.epsilon", ("invariant to pitch",),
+                  "seed 2: lowest class ratio 0.66 [0.53, 0.80]; seeds 0-1 inconclusive "
+                  "(0.80 [0.67, 0.94], 0.86 [0.79, 0.95]) against 0.9"),
+    _synthetic_ci("relevance.pitch_invariance.epsilon_zplus", ("invariant to pitch",),
+                  "seed 2: 0.71 [0.60, 0.85]; seeds 0-1 inconclusive (0.84 [0.73, 0.98], "
+                  "0.88 [0.78, 0.95])"),
+    _synthetic_ci("relevance.peak_modulation.epsilon", ("beats the nulls",),
+                  "seed 2: 0.27 [0.06, 0.48] below the normalised-energy null's rate "
+                  "correlation; seeds 0-1 inconclusive (-0.16 [-0.37, 0.06])"),
+    _synthetic_ci("relevance.s1_share.epsilon", ("S1 carries little", "beats the nulls"),
+                  "S1 share 0.058 (seed 0) to 0.068 (seed 2, above the bar 0.062); margin "
+                  "over the randomised-LRP null -0.003 [-0.006, -0.001] (seed 1), -0.007 "
+                  "(seed 2), inconclusive on seed 0"),
+    _synthetic_ci("relevance.s1_share.epsilon_zplus", ("S1 carries little", "beats the nulls"),
+                  "seed 2: share 0.066 [0.063, 0.069], margin -0.004 [-0.007, -0.001]; "
+                  "seeds 0-1 inconclusive"),
+    _synthetic_ci("relevance.s1_share.zbox_zplus_epsilon", ("beats the nulls",),
+                  "seed 1: margin over the randomised-LRP null -0.006 [-0.009, -0.003]; "
+                  "seeds 0 and 2 inconclusive"),
     # -- LRP-epsilon and the text's composite invert the sign of many maps -------
     _synthetic_ci("lrp.input_share.epsilon", ("sign-inverted maps",),
                   "0.349 [0.29, 0.42] of test maps sum to the opposite sign of the "
