@@ -136,6 +136,19 @@ def test_baseline_update_and_compare(tmp_path, capsys):
     run.write_text(json.dumps(report))
     assert main(["baseline", "compare", str(run), str(base)]) == 1
     assert "accuracy.s1.per_class [trill]: figure 0.9 -> 0.7" in capsys.readouterr().out
+    # a verdict change with every figure as in the baseline: listed, and drift
+    report["claims"][0]["figures"]["trill"]["value"] = 0.9
+    report["claims"][0]["verdict"] = "inconclusive"
+    run.write_text(json.dumps(report))
+    assert main(["baseline", "compare", str(run), str(base)]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "1 drift(s) in 1 claims; 1 verdict change(s)"
+    assert "verdict  accuracy.s1.per_class: holds -> inconclusive" in out
+    assert main(["baseline", "compare", "--json", str(run), str(base)]) == 1
+    comparison = json.loads(capsys.readouterr().out)
+    assert comparison["verdict_changes"] == [{"claim": "accuracy.s1.per_class",
+                                              "baseline": "holds", "current": "inconclusive"}]
+    assert comparison["summary"] == "1 drift(s) in 1 claims; 1 verdict change(s)"
     main(["claims", "--json"])
     listing = json.loads(capsys.readouterr().out)
     assert {"id", "title", "group", "bounds", "paper"} <= set(listing[0])

@@ -11,23 +11,42 @@ and every numeric figure with its interval and its spread over replicates::
                          "figures": {"<name>": {"value", "low", "high",
                                                 "spread", "replicates"}}}}}
 
-What counts as drift (:func:`compare`):
+What is compared (:func:`compare`), and with which yardstick:
 
-* a claim present on one side only, and a verdict change (holds -> inconclusive,
-  ...) that comes with a figure beyond its tolerance. A verdict whose interval
-  ends at its bar can flip with rounding alone; such a flip, with every figure
-  within tolerance, is listed as a note, not drift;
-* a figure that moved by more than its tolerance (:func:`allowed_shift`). Two
+* the run context: profile, seed, data set, its size and the number of
+  replicates must agree (``CONTEXT_MUST_MATCH``); the machine, commit and
+  arithmetic are only shown, since a baseline written on one machine is meant to
+  be checked on others;
+* the claims: one present on one side only is drift (a claim this run did not set
+  out to evaluate is "not run"), and so is every verdict change, holds <->
+  inconclusive included, whatever the figures did. A verdict is what a claim
+  asserts; one that flips with rounding alone sits on its bar and is worth a look;
+* each numeric figure of a claim, by its tolerance (:func:`allowed_shift`). Two
   runs of the same code and seed on different machines (or with perturbed
   arithmetic) differ by rounding, which training amplifies: every replicate is
   then another draw of the same training, so a figure pooled over R replicates
   moves by about its replicate spread s over sqrt(R/2). The gate allows
-  ``Z_SPREAD`` times that, and a figure that does not depend on training (no
-  spread) only what rounding can do to it (relative 1e-3). p-values and
-  rounding-level figures (below 1e-6) compare on a log scale, in decades;
-* a different run context (profile, seed, data set, its size, replicates).
+  ``Z_SPREAD`` times that; a figure that does not depend on training (no spread)
+  only what rounding can do to it (relative ``DETERMINISTIC_REL``); p-values, and
+  rounding-level figures that no bar holds, ``DECADES`` on a log scale. A claim
+  may declare its own tolerance per figure (``ClaimSpec.tolerances``), which
+  replaces these rules.
 
-A claim may declare its own tolerance per figure (``ClaimSpec.tolerances``).
+A figure that carries a bound (in the run's record ``bounds``) may move at most
+the baseline value's distance to its bar, whatever its tolerance allows (but
+never less than the rounding floor, ``DETERMINISTIC_REL`` of its value and
+1e-12): a spread can exceed that distance, and the figure could then reach or
+cross its bar with no drift (an inconclusive verdict stays inconclusive). The
+drift's rule text names the cap wherever it set the allowed shift.
+
+Held by its bar only, never compared with the baseline: a figure with a bound on
+a fixed numeric bar that is below ``ROUNDING_LEVEL`` on both sides (reference
+errors ~3e-14, conservation residuals ~3e-16: their size is the CPU's rounding,
+3.4e-14 on one CPU and 3.6e-12 on another, so decades apart without anything
+having changed), and a figure whose claim declares ``Tolerance("bar")`` (the
+canonizer's float32 logit shift). Their claim's own bound already fails them
+past the bar, and that verdict change is drift; :attr:`Comparison.held_by_bar`
+lists them.
 """
 
 from __future__ import annotations
@@ -60,11 +79,15 @@ Z_SPREAD = 4.0
 #: Relative shift allowed for a figure that does not depend on training (data,
 #: transform, theory tones): float rounding across builds moves them by ~1e-6.
 DETERMINISTIC_REL = 1e-3
-#: Figures below this are rounding-level (residuals, reference errors): compared
-#: in decades.
+#: Figures below this are rounding-level (residuals, reference errors): their size
+#: is the CPU's rounding, so one under a bar is held by the bar only, and one under
+#: no bar is compared in decades.
 ROUNDING_LEVEL = 1e-6
-#: Decades a p-value or a rounding-level figure may move.
+#: Decades a p-value or an unbarred rounding-level figure may move.
 DECADES = 1.0
+#: Absolute floor of every allowed shift: below it, float64 rounding of the
+#: figure's computation, not a change.
+ABS_FLOOR = 1e-12
 
 
 class BaselineError(ValueError):
@@ -76,7 +99,29 @@ def _is_p_value(name: str) -> bool:
     return n == "p" or n.startswith("p ") or n.endswith(" p") or " p " in n or "p-value" in n
 
 
-def allowed_shift(name: str, old: dict, new: dict) -> tuple[bool, str]:
+def _bar_cap(value: float, bar_distance: float | None) -> float | None:
+    """Largest shift a bounded figure may make: its distance to the bar, floored.
+
+    The floor keeps a figure that sits on its bar (an exact count "within [3, 3]")
+    comparable at all: rounding may still move it that much.
+    """
+    if bar_distance is None:
+        return None
+    return max(bar_distance, DETERMINISTIC_REL * abs(value), ABS_FLOOR)
+
+
+def _capped(ok: bool, rule: str, a: float, b: float, cap: float | None) -> tuple[bool, str]:
+    """Apply the distance-to-bar cap to a tolerance that is not a plain shift."""
+    if cap is None or abs(b - a) <= cap:
+        return ok, rule
+    # Only say so where the cap refused a move the tolerance allowed: the
+    # tolerance's own words explain the rest.
+    return False, rule + (f", capped at {cap:.3g} (the baseline's distance to its bar)"
+                          if ok else "")
+
+
+def allowed_shift(name: str, old: dict, new: dict,
+                  bar_distance: float | None = None) -> tuple[bool, str]:
     """Whether a figure's move from ``old`` to ``new`` is within rounding.
 
     Parameters
@@ -85,6 +130,9 @@ def allowed_shift(name: str, old: dict, new: dict) -> tuple[bool, str]:
         The figure's name (p-values are recognised by it).
     old, new : dict
         ``{"value", "spread", "replicates"}`` (baseline entries).
+    bar_distance : float, optional
+        The baseline value's distance to the bar of the claim's bound on this
+        figure; the allowed shift is at most that (module notes). None: no bound.
 
     Returns
     -------
@@ -96,17 +144,58 @@ def allowed_shift(name: str, old: dict, new: dict) -> tuple[bool, str]:
     if a is None or b is None:
         return a == b, "defined on both sides"
     a, b = float(a), float(b)
+    cap = _bar_cap(a, bar_distance)
     if _is_p_value(name) or max(abs(a), abs(b)) < ROUNDING_LEVEL:
-        rule = Tolerance("decade", DECADES, floor=1e-300 if _is_p_value(name) else 1e-16)
-        return rule.allows(a, b), rule.describe()
+        tol = Tolerance("decade", DECADES, floor=1e-300 if _is_p_value(name) else 1e-16)
+        return _capped(tol.allows(a, b), tol.describe(), a, b, cap)
     spreads = [x.get("spread") for x in (old, new)]
     counts = [max(int(x.get("replicates") or 1), 1) for x in (old, new)]
     if all(s is not None for s in spreads):
         se = math.sqrt(sum(s**2 / n for s, n in zip(spreads, counts, strict=True)))
-        limit = max(Z_SPREAD * se, DETERMINISTIC_REL * max(abs(a), abs(b)), 1e-12)
-        return abs(b - a) <= limit, f"{Z_SPREAD:g} x replicate SE ({limit:.3g})"
-    limit = max(DETERMINISTIC_REL * max(abs(a), abs(b)), 1e-12)
-    return abs(b - a) <= limit, f"rel {DETERMINISTIC_REL:g} (no replicate spread)"
+        limit = max(Z_SPREAD * se, DETERMINISTIC_REL * max(abs(a), abs(b)), ABS_FLOOR)
+        rule = f"{Z_SPREAD:g} x replicate SE ({limit:.3g})"
+    else:
+        limit = max(DETERMINISTIC_REL * max(abs(a), abs(b)), ABS_FLOOR)
+        rule = f"rel {DETERMINISTIC_REL:g} (no replicate spread)"
+    if cap is not None and cap < limit:
+        return abs(b - a) <= cap, (f"{cap:.3g}, the baseline's distance to its bar "
+                                   f"(tighter than {rule})")
+    return abs(b - a) <= limit, rule
+
+
+def _number(value) -> float | None:
+    """``value`` as a finite float, or None (a bool, a string, NaN, a missing bar)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _bars(bounds: list, name: str) -> list[float]:
+    """Return the fixed numeric bars of the bounds on ``name`` (both ends of a within)."""
+    bars = []
+    for bound in bounds:
+        if not isinstance(bound, dict) or bound.get("figure") != name:
+            continue
+        value = bound.get("value")
+        ends = value if isinstance(value, list | tuple) else [value]
+        bars += [x for x in map(_number, ends) if x is not None]
+    return bars
+
+
+def _bar_distance(value, bars: list[float]) -> float | None:
+    """Distance from ``value`` to the nearest bar; None without a bar or a value."""
+    value = _number(value)
+    if value is None or not bars:
+        return None
+    return min(abs(value - bar) for bar in bars)
+
+
+def _held_by_bar(explicit: Tolerance | None, bars: list[float], old: dict, new: dict) -> bool:
+    """Whether a figure is left to its claim's bar, not compared (module notes)."""
+    if explicit is not None and explicit.kind == "bar":
+        return True
+    values = [_number(x.get("value")) for x in (old, new)]
+    return bool(bars) and all(v is not None and abs(v) < ROUNDING_LEVEL for v in values)
 
 
 def _figures(record: dict) -> dict:
@@ -224,8 +313,14 @@ class Comparison:
     figures_compared: int = 0
     not_run: list = field(default_factory=list)
     baseline_context: dict = field(default_factory=dict)
-    #: Verdict changes with every figure within rounding (not drift).
+    #: Kept for readers of the report (the pytest plugin); verdict changes used to
+    #: land here when no figure moved, but every verdict change is drift now.
     notes: list = field(default_factory=list)
+    #: ``{"claim", "baseline", "current"}`` per claim whose verdict changed (each is
+    #: also a ``verdict`` drift).
+    verdict_changes: list = field(default_factory=list)
+    #: ``"<claim> [<figure>]"`` of the figures held by their bar only, not compared.
+    held_by_bar: list = field(default_factory=list)
 
     @property
     def drifted_claims(self) -> list[str]:
@@ -235,10 +330,9 @@ class Comparison:
     def summary(self) -> str:
         """One line: how much moved."""
         if not self.drifts:
-            return (f"no drift: {self.compared} claims, {self.figures_compared} figures within "
-                    "rounding")
-        return (f"{len(self.drifts)} drift(s) in {len(self.drifted_claims)} of "
-                f"{self.compared} compared claims")
+            return f"no drift: {self.compared} claims, {self.figures_compared} figures"
+        return (f"{len(self.drifts)} drift(s) in {len(self.drifted_claims)} claims; "
+                f"{len(self.verdict_changes)} verdict change(s)")
 
     def to_dict(self) -> dict:
         """JSON form for the report."""
@@ -246,6 +340,8 @@ class Comparison:
                 "figures_compared": self.figures_compared, "not_run": self.not_run,
                 "drifted_claims": self.drifted_claims, "baseline_context": self.baseline_context,
                 "drifts": [asdict(d) | {"text": d.describe()} for d in self.drifts],
+                "verdict_changes": [dict(v) for v in self.verdict_changes],
+                "held_by_bar": self.held_by_bar,
                 "notes": [asdict(d) | {"text": d.describe() + " (every figure within rounding)"}
                           for d in self.notes]}
 
@@ -281,6 +377,8 @@ def compare(baseline: dict, report: dict, selected: set | None = None) -> Compar
         "not run", not drift. None: every baseline claim is expected.
     """
     current = make_baseline(report)
+    # Bounds come from the run (a baseline stores none): the bars the claims hold now.
+    bounds = {r["id"]: r.get("bounds") or [] for r in report["claims"]}
     result = Comparison(baseline_context=dict(baseline.get("context") or {}))
     for name in CONTEXT_MUST_MATCH:
         old, new = result.baseline_context.get(name), current["context"].get(name)
@@ -295,7 +393,6 @@ def compare(baseline: dict, report: dict, selected: set | None = None) -> Compar
                 result.drifts.append(Drift(claim_id, "missing claim"))
             continue
         result.compared += 1
-        before = len(result.drifts)
         for name, old in (stored.get("figures") or {}).items():
             new = record["figures"].get(name)
             if new is None:
@@ -303,22 +400,30 @@ def compare(baseline: dict, report: dict, selected: set | None = None) -> Compar
                     result.drifts.append(Drift(claim_id, "missing figure", name,
                                                old.get("value")))
                 continue
-            result.figures_compared += 1
             explicit = _explicit(claim_id, name)
+            bars = _bars(bounds.get(claim_id, []), name)
+            if _held_by_bar(explicit, bars, old, new):
+                result.held_by_bar.append(f"{claim_id} [{name}]")
+                continue
+            result.figures_compared += 1
+            distance = _bar_distance(old.get("value"), bars)
             if explicit is not None:
-                ok, rule = explicit.allows(old.get("value"), new.get("value")), \
-                    explicit.describe()
+                a, b = old.get("value"), new.get("value")
+                ok, rule = explicit.allows(a, b), explicit.describe()
+                if _number(a) is not None and _number(b) is not None:
+                    ok, rule = _capped(ok, rule, a, b, _bar_cap(a, distance))
             else:
-                ok, rule = allowed_shift(name, old, new)
+                ok, rule = allowed_shift(name, old, new, distance)
             if not ok:
                 result.drifts.append(Drift(claim_id, "figure", name, old.get("value"),
                                            new.get("value"), rule))
         if record["verdict"] != stored.get("verdict"):
-            flip = Drift(claim_id, "verdict", "", stored.get("verdict"), record["verdict"])
-            # A verdict whose interval ends at its bar may flip with rounding alone:
-            # drift when a figure moved too, a note (in the report) when none did.
-            (result.drifts if len(result.drifts) > before or not stored.get("figures")
-             else result.notes).append(flip)
+            # Drift even with every figure within tolerance: a verdict is what the
+            # claim asserts, and one that rounding flips sits on its bar.
+            result.drifts.append(Drift(claim_id, "verdict", "", stored.get("verdict"),
+                                       record["verdict"]))
+            result.verdict_changes.append({"claim": claim_id, "baseline": stored.get("verdict"),
+                                           "current": record["verdict"]})
     for claim_id in current["claims"].keys() - baseline["claims"].keys():
         result.drifts.append(Drift(claim_id, "new claim",
                                    current=current["claims"][claim_id]["verdict"]))
