@@ -7,8 +7,9 @@ Subcommands::
     cache info  [--cache-dir DIR]
     cache clear [--cache-dir DIR]
     baseline update REPORT.json BASELINE.json
-    baseline compare REPORT.json BASELINE.json
+    baseline compare REPORT.json BASELINE.json [--json]
     claims [--json] [--group GROUP]
+    stats coverage [--json] [--sims N] [--seed S] [--workers W]
 
 Error contract: a user error (a bad argument, a missing or damaged file, an
 incompatible checkpoint, silent audio, a bad baseline, a folder that is not a
@@ -114,14 +115,36 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (update, compare):
         sub.add_argument("report", help="a run's validation.json")
         sub.add_argument("baseline", help="baseline JSON file")
+    compare.add_argument("--json", action="store_true",
+                         help="print the comparison as JSON (summary, drifts, verdict changes)")
 
     claims = commands.add_parser(
-        "claims", help="list every claim with its bounds, paper value and known failures",
-        description="List the registered claims (pmt_core.claims): id, title, group, "
-                    "bounds (figure, operator, bar), paper value, and where each is known "
-                    "not to hold.")
+        "claims", help="list every claim with its bounds, role and power",
+        description="List the registered claims (pmt_core.claims): id, title, group, role "
+                    "(gate or finding), bounds (figure, operator, bar, minimum effect), "
+                    "paper value, Holm family size and the profiles sized to decide it; "
+                    "with --power, each claim's power at a run's size and the size that "
+                    "would decide it (read from that run's validation.json).")
     claims.add_argument("--json", action="store_true", help="machine-readable list")
     claims.add_argument("--group", default=None, help="only this group (data, accuracy, ...)")
+    claims.add_argument("--power", nargs="?", const="reports/validation.json", default=None,
+                        metavar="REPORT", help="add the power analysis of a run (default "
+                                               "reports/validation.json)")
+
+    stats = commands.add_parser("stats", help="the statistics' own checks")
+    stats_commands = stats.add_subparsers(dest="stats_command", required=True, metavar="ACTION")
+    coverage = stats_commands.add_parser(
+        "coverage", help="coverage of every interval method, simulated in the suite's layouts",
+        description="Simulate each interval method (pmt_core.stats.intervals) in the suite's "
+                    "layouts (pmt_core.stats.coverage) and print how often its 95%% interval "
+                    "holds the true value, with the Monte Carlo error.")
+    coverage.add_argument("--json", action="store_true", help="machine-readable list")
+    coverage.add_argument("--sims", type=_count, default=2000,
+                          help="simulations per scenario (default %(default)s)")
+    coverage.add_argument("--seed", type=_count, default=0, help="seed (default 0)")
+    coverage.add_argument("--workers", type=_count, default=2,
+                          help="processes (default %(default)s; the figures do not depend "
+                               "on it)")
     return parser
 
 
@@ -130,11 +153,11 @@ def claims_listing(group: str | None = None) -> list[dict]:
 
     Keys: ``id``, ``title``, ``group``, ``bounds`` (each ``figure``, ``op``,
     ``value``, ``name``, ``why``; a bar that depends on the run is ``null``),
-    ``paper``, ``unit``, ``known_failures`` (each ``dataset``, ``profile``,
-    ``bounds``, ``reason``).
+    ``paper``, ``unit``, ``role`` (gate or finding), ``family_size`` (its Holm
+    family) and ``decided_by`` (profiles sized to decide it).
     """
     from pmt_core.claims.core import all_cases
-    from pmt_core.claims.known_failures import KNOWN_FAILURES
+    from pmt_core.profiles import PROFILES
 
     out = []
     for case in all_cases(group):
@@ -144,12 +167,21 @@ def claims_listing(group: str | None = None) -> list[dict]:
             if callable(b.value):
                 entry["value"] = None
             bounds.append(entry)
-        known = [{"dataset": k.dataset, "profile": k.profile, "bounds": list(k.bounds),
-                  "reason": k.reason} for k in KNOWN_FAILURES if k.claim == case.id]
         out.append({"id": case.id, "title": case.title, "group": case.spec.group,
                     "bounds": bounds, "paper": case.spec.paper, "unit": case.spec.unit,
-                    "known_failures": known})
+                    "role": case.spec.role, "family_size": len(case.spec.cases()),
+                    "decided_by": [n for n, p in PROFILES.items() if p.decides_claim(case.id)]})
     return out
+
+
+def _power_of(report_path: str) -> dict:
+    """Claim id -> its ``power`` record from a run's validation.json."""
+    path = Path(report_path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        return {r["id"]: r.get("power") for r in report["claims"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _UserError(f"--power: cannot read a validation report at {path}: {exc}") from None
 
 
 def _claims(args) -> int:
@@ -160,6 +192,10 @@ def _claims(args) -> int:
     if args.group is not None and not listing:
         known = sorted(groups | {c["group"] for c in claims_listing()})
         raise _UserError(f"--group {args.group!r}: no such group; known: {', '.join(known)}")
+    if args.power is not None:
+        power = _power_of(args.power)
+        for c in listing:
+            c["power"] = power.get(c["id"])
     if args.json:
         print(json.dumps(listing, indent=1, default=str))
         return 0
@@ -167,10 +203,17 @@ def _claims(args) -> int:
         bars = "; ".join(f"{b['figure']} {b['op']} "
                          f"{'(run-dependent)' if b['value'] is None else b['value']}"
                          for b in c["bounds"])
-        known = "".join(f"\n    known not to hold on {k['dataset']}/{k['profile']} "
-                        f"({', '.join(k['bounds'])})" for k in c["known_failures"])
         paper = f"\n    paper: {c['paper']}" if c["paper"] is not None else ""
-        print(f"{c['id']}\n    {c['title']}\n    bounds: {bars}{paper}{known}")
+        role = (f"\n    {c['role']}; Holm family of {c['family_size']}; sized to decide by: "
+                f"{', '.join(c['decided_by']) or 'no profile'}")
+        power = ""
+        if c.get("power"):
+            p = c["power"]
+            power = (f"\n    power {p['power']:.2f} at n = {p['n']}, {p['replicates']} "
+                     f"replicates for an effect of {p['minimum_effect']:g}; 80 % needs "
+                     f"n = {p['n_needed'] or 'unreachable'} or "
+                     f"{p['replicates_needed'] or 'unreachable'} replicates")
+        print(f"{c['id']}\n    {c['title']}\n    bounds: {bars}{paper}{role}{power}")
     return 0
 
 
@@ -297,10 +340,27 @@ def _baseline(args) -> int:
     except (KeyError, TypeError, AttributeError) as exc:
         raise _UserError(f"{args.report} or {args.baseline} is malformed: "
                          f"{type(exc).__name__}: {exc}") from exc
-    print(result.summary())
-    for drift in result.drifts:
-        print(f"  drift  {drift.describe()}")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        print(result.summary())
+        # Verdict changes first, once each: they are drift lines too, not repeated.
+        for change in result.verdict_changes:
+            print(f"  verdict  {change['claim']}: {change['baseline']} -> {change['current']}")
+        for drift in result.drifts:
+            if drift.kind != "verdict":
+                print(f"  drift    {drift.describe()}")
     return EXIT_DRIFT if result.drifts else 0
+
+
+def _stats(args) -> int:
+    from pmt_core.stats.coverage import format_table, run_coverage
+
+    if args.sims < 1:
+        raise _UserError("--sims must be at least 1")
+    rows = run_coverage(args.sims, args.seed, workers=args.workers)
+    print(json.dumps(rows, indent=1) if args.json else format_table(rows))
+    return 0
 
 
 class _UserError(Exception):
@@ -313,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     from pmt_core.report.regression import BaselineError
 
     args = build_parser().parse_args(argv)
-    handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline, "claims": _claims}
+    handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline, "claims": _claims,
+                "stats": _stats}
     try:
         return handlers[args.command](args)
     except (CheckError, BaselineError, _UserError) as exc:

@@ -40,7 +40,7 @@ from pmt_core.model.checkpoint import CheckpointError, load_checkpoint
 DEFAULT_CHECKPOINT = Path("reports") / "models" / "s1s2.pt"
 #: The paper's text reading of LRP-[eps, z+] (epsilon on convolutions, z+ on dense
 #: layers). The authors' code's reading ("zplus_epsilon") stays a choice, but it fails
-#: the model-randomisation check on every seed measured (validation/known_failures.py).
+#: the model-randomisation check on every seed measured (docs/verdicts-ci.md).
 DEFAULT_RULE = "epsilon_zplus"
 #: Peak level (relative to full scale) below which a file counts as silent:
 #: -120 dBFS, below the dither of any 16-bit or 24-bit recording.

@@ -9,6 +9,7 @@ patience 20) and is meant for GPU runners.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 
 #: Class sizes of SOL-PMT (method.md section 6).
@@ -47,6 +48,19 @@ SMOKE_CLASS_SIZES = {
 SMOKE_SCATTERING = {"n_samples": 2**14, "J": 8, "Q": (8, 2), "T": 2**10}
 
 
+#: What the ci profile is sized to decide (1,000 clips, 5 replicates): the exact
+#: mechanics (no sampling error) and the claims that every ci run so far decided
+#: with their interval far from the bar (docs/verdicts-ci.md: S2 gain 0.29-0.51
+#: against 0.10, the twins at 0.15-0.23 against 0.30, the shortcut guard at
+#: 0.21-0.27 against 0.30). Every other claim states its power and the size that
+#: would decide it (``power`` in the report).
+CI_DECIDES = (
+    "scattering.*", "lrp.canonizer", "lrp.reference_match.*", "lrp.conservation.*",
+    "lrp.conservation_exact.*", "accuracy.all_test_scored", "accuracy.s2_gain",
+    "data.no_shortcut", "data.ablated_twins_at_chance",
+)
+
+
 @dataclass(frozen=True)
 class Profile:
     """Size of one validation run.
@@ -72,6 +86,11 @@ class Profile:
     shuffled_label_models : int
         Models retrained on shuffled training labels (Adebayo et al.'s data
         randomisation), each compared with the replicate of the same index.
+    decides : tuple of str
+        Claim ids (fnmatch patterns) the profile is sized to decide: for these an
+        inconclusive verdict fails the session. The rest are reported
+        "undecidable at this size" when inconclusive, with the size that would
+        decide them (pmt_core.stats.power).
     """
 
     name: str
@@ -83,6 +102,11 @@ class Profile:
     scattering: dict = field(default_factory=dict)
     sanity_examples: int = 64
     shuffled_label_models: int = 2
+    decides: tuple = ()
+
+    def decides_claim(self, claim_id: str) -> bool:
+        """Whether this profile is sized to decide ``claim_id``."""
+        return any(fnmatch.fnmatchcase(claim_id, p) for p in self.decides)
 
 
 PROFILES: dict[str, Profile] = {
@@ -90,7 +114,7 @@ PROFILES: dict[str, Profile] = {
                      theory_cases=2, scattering=dict(SMOKE_SCATTERING), sanity_examples=8,
                      shuffled_label_models=1),
     "ci": Profile("ci", dict(CI_CLASS_SIZES), max_epochs=60, patience=15, replicates=5,
-                  theory_cases=32),
+                  theory_cases=32, decides=CI_DECIDES),
     "paper": Profile("paper", dict(PAPER_CLASS_SIZES), max_epochs=500, patience=20,
                      replicates=5, theory_cases=48, sanity_examples=256),
 }

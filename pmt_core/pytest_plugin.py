@@ -14,21 +14,27 @@ and the plugin parametrises ``claim_case`` over the group's registered claims
 each claim's bounds, records every claim (whatever its outcome), compares the
 run with ``--baseline`` at the end of the session, and writes the report.
 
-How a claim's verdict maps onto pytest's outcome and the exit status:
+The exit status is the *gate*; the *scoreboard* (first lines of the summary,
+first screen of the report, ``scoreboard`` in the JSON) answers the paper. How a
+claim's verdict maps onto pytest's outcome and the exit status:
 
-==================  ===================================  ===========
-verdict             pytest outcome                       exit status
-==================  ===================================  ===========
-holds               passed                               0
-does not hold       failed (``ClaimFailure``)            1
-known failure       xfailed (``KnownClaimFailure``)      0
-inconclusive        skipped ("inconclusive: ...")        0, or 1 with
-                                                         ``--inconclusive fail``
-not applicable      skipped (the reason)                 0
-==================  ===================================  ===========
+==================  ==================================  =========================
+verdict             pytest outcome                      exit status
+==================  ==================================  =========================
+holds               passed                              0
+does not hold       gate claim: failed                  1
+                    finding: xfailed ("finding: ...")   0 (a finding, reported)
+inconclusive        skipped ("inconclusive: ...")       0; 1 when the profile is
+                                                        sized to decide the claim
+                                                        or ``--inconclusive fail``
+not applicable      skipped (the reason)                0
+==================  ==================================  =========================
 
-plus drift from ``--baseline``, which fails the session (exit status 1) and is
-recorded as the claim ``regression.drift``.
+plus drift from ``--baseline`` (a figure moved beyond rounding, or any verdict
+changed), which fails the session and is recorded as the claim
+``regression.drift``. Gate claims are the mechanics, the data's integrity and
+the planted controls (:data:`pmt_core.claims.core.GATE_GROUPS`); findings are
+what the paper states.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ from pathlib import Path
 import pytest
 
 CLAIMS_MARKER = "pmt_claims"
+
+
+class ClaimFailure(AssertionError):
+    """A gate claim does not hold, or a claim the profile must decide is inconclusive."""
 
 
 def pytest_addoption(parser):
@@ -132,11 +142,6 @@ def settings_from_options(config):
         perturb=config.getoption("--perturb"))
 
 
-def _data_kind(config) -> str:
-    """``synthetic``, or the source kind of ``--dataset`` (checked in pytest_configure)."""
-    return getattr(config, "pmt_data_kind", "synthetic")
-
-
 def _check_dataset(config) -> str:
     # Loaded once before collection: a missing folder or a bad manifest is one usage
     # line, not an error minutes into the run, and known failures need its kind.
@@ -157,25 +162,11 @@ def pytest_generate_tests(metafunc):
     if "claim_case" not in metafunc.fixturenames:
         return
     from pmt_core.claims.core import all_cases
-    from pmt_core.claims.known_failures import (
-        KnownClaimFailure,
-        known_failure_for,
-        validate,
-    )
 
     marker = metafunc.definition.get_closest_marker(CLAIMS_MARKER)
     group = (marker.args[0] if marker and marker.args else
              marker.kwargs.get("group") if marker else None)
-    validate()  # a known failure naming no claim or bound is an error, not a no-op
-    config = metafunc.config
-    kind, profile = _data_kind(config), config.getoption("--profile")
-    params = []
-    for case in all_cases(group):
-        entry = known_failure_for(case.id, kind, profile)
-        marks = [pytest.mark.xfail(raises=KnownClaimFailure, strict=True,
-                                   reason=f"known failure ({', '.join(entry.bounds)}): "
-                                          f"{entry.reason}")] if entry else []
-        params.append(pytest.param(case, id=case.id, marks=marks))
+    params = [pytest.param(case, id=case.id) for case in all_cases(group)]
     metafunc.parametrize("claim_case", params)
 
 
@@ -219,31 +210,30 @@ class ClaimRecorder:
     # -- evaluation ---------------------------------------------------------
     def check(self, case, run) -> None:
         """Evaluate ``case`` on ``run``, record it, and raise what its verdict means."""
-        from pmt_core.claims.core import HOLDS, INCONCLUSIVE, NOT_APPLICABLE, evaluate
-        from pmt_core.claims.known_failures import (
-            ClaimFailure,
-            KnownClaimFailure,
-            known_failure_for,
-        )
+        from pmt_core.claims.core import GATE, HOLDS, INCONCLUSIVE, NOT_APPLICABLE, evaluate
         from pmt_core.report.records import evaluation_record
 
         self.run = run
         evaluation = evaluate(case, run)
+        decided = run.profile.decides_claim(case.id)
         record = evaluation_record(evaluation, Path(run.settings.report_dir))
+        record["decided_by_profile"] = decided
         self.records[case.id] = {**self.records.get(case.id, {}), **record}
         if evaluation.verdict == HOLDS:
             return
         if evaluation.verdict == NOT_APPLICABLE:
             pytest.skip(f"not applicable: {evaluation.reason}")
         if evaluation.verdict == INCONCLUSIVE:
+            if decided:
+                raise ClaimFailure(f"{case.id}: the {run.profile.name} profile is sized to "
+                                   f"decide this claim, but it is {evaluation.reason}")
             if self.config.getoption("--inconclusive") == "fail":
                 raise ClaimFailure(f"{case.id}: {evaluation.reason}")
             pytest.skip(f"{case.id}: {evaluation.reason}")
-        kind = "synthetic" if run.settings.dataset == "synthetic" else run.data.source
-        entry = known_failure_for(case.id, kind, run.profile.name)
-        if entry is not None and entry.covers(evaluation.failing_bounds):
-            raise KnownClaimFailure(f"{case.id}: {evaluation.reason}")
-        raise ClaimFailure(f"{case.id}: {evaluation.reason}")
+        if case.spec.role == GATE:
+            raise ClaimFailure(f"{case.id}: {evaluation.reason}")
+        # a statement that does not hold is a finding: reported, not a failure
+        pytest.xfail(f"finding: {case.id}: {evaluation.reason}")
 
     # -- hooks --------------------------------------------------------------
     @pytest.hookimpl(hookwrapper=True)
@@ -259,7 +249,7 @@ class ClaimRecorder:
             record["test"] = item.nodeid
             if hasattr(report, "wasxfail"):
                 status = "xfailed" if report.skipped else "failed"
-                record["known_failure"] = report.wasxfail
+                record["finding"] = report.wasxfail
             elif report.when != "call":
                 status = "skipped" if report.skipped else "error"
             else:
@@ -302,8 +292,17 @@ class ClaimRecorder:
         if self.report is None:
             return
         from pmt_core.report.render import format_value, verdict_line
+        from pmt_core.report.scoreboard import summary_line
 
         tr = terminalreporter
+        board = self.report.get("scoreboard") or []
+        if any(e["outcome"] != "not applicable" for e in board):
+            tr.section("PMT scoreboard: the paper's statements "
+                       f"({self.report.get('paper_reading')})")
+            for e in board:
+                tr.write_line(f"{e['outcome']:>25}  {e['sentence']}"[:240])
+            tr.write_line(f"scoreboard: {summary_line(board)} (Holm over the statements, "
+                          "5 % family-wise; findings, not failures)")
         tr.section("PMT validation claims")
         for c in self.report["claims"]:
             interval = c.get("interval")
@@ -312,7 +311,7 @@ class ClaimRecorder:
                 shown += f" [{format_value(interval[0])}, {format_value(interval[1])}]"
             verdict, status = c.get("verdict") or "-", c.get("status") or "-"
             tr.write_line(f"{verdict:>14}  {status:>8}  {c['id']:<46} {shown}"[:170])
-        tr.write_line(verdict_line(self.report["claims"]))
+        tr.write_line("gate: " + verdict_line(self.report["claims"]))
         if self.regression:
             tr.write_line(f"baseline {config.getoption('--baseline')}: "
                           f"{self.regression['summary']}")

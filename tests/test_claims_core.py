@@ -19,8 +19,7 @@ from pmt_core.claims.core import (
     all_cases,
     evaluate,
 )
-from pmt_core.claims.estimates import Estimate, exact
-from pmt_core.claims.known_failures import KnownFailure, validate
+from pmt_core.stats.intervals import Estimate, exact
 
 
 def est(value, low, high):
@@ -137,21 +136,6 @@ def test_failing_bounds_are_named(scratch_registry):
     assert "y = 2" in out.reason
 
 
-def test_known_failures_must_name_a_claim_and_its_bounds():
-    real = all_cases()[0]
-    validate([KnownFailure(real.id, (real.bounds[0].name,), "synthetic", "ci", "measured")])
-    with pytest.raises(ValueError, match="unknown claim"):
-        validate([KnownFailure("no.such.claim", ("x",), "synthetic", "ci", "")])
-    with pytest.raises(ValueError, match="bounds"):
-        validate([KnownFailure(real.id, ("no such bound",), "synthetic", "ci", "")])
-    with pytest.raises(ValueError, match="bounds"):
-        validate([KnownFailure(real.id, (), "synthetic", "ci", "")])
-
-
-def test_committed_known_failures_are_valid():
-    validate()  # the registry and the committed entries agree
-
-
 def test_every_registered_claim_is_well_formed():
     cases = all_cases()
     ids = [c.id for c in cases]
@@ -164,13 +148,39 @@ def test_every_registered_claim_is_well_formed():
         assert len(names) == len(set(names)), case.id
 
 
-@pytest.mark.parametrize(("failing", "covered"), [
-    (("first",), True),            # one listed bound fails, the other is inconclusive
-    (("first", "second"), True),
-    (("third",), False),           # a bound nobody measured failing: news
-    (("first", "third"), False),
-    ((), False),                   # nothing fails: not this known failure
-])
-def test_a_known_failure_covers_only_its_bounds(failing, covered):
-    entry = KnownFailure("demo.x", ("first", "second"), "synthetic", "ci", "measured")
-    assert entry.covers(failing) is covered
+def test_a_family_is_holm_adjusted(monkeypatch):
+    monkeypatch.setattr(core, "CLAIMS", {})
+    # "a" alone is past its bar (z = 2.33, one-sided p 0.0099 < 0.025: the interval rule
+    # holds it); Holm over four multiplies the second smallest p by 3 (0.03 > 0.025)
+    values = {"a": 2.33, "b": 0.5, "c": 0.6, "d": 7.0}
+
+    @core.claim("demo.{r}", title="", params={"r": tuple(values)},
+                bounds=[AtLeast("x", 0.0, name="positive")])
+    def fam(run, r):
+        se, value = 1.0, values[r]
+        return Measurement(figures={"x": Estimate(value, value - 1.96, value + 1.96, "t",
+                                                  100, (), se, math.inf)})
+
+    cases = {c.params["r"]: c for c in all_cases("demo")}
+    a = evaluate(cases["a"], _Run(), context={})
+    assert a.multiplicity["family_size"] == 4 and a.multiplicity["method"] == "Holm"
+    assert a.verdict == INCONCLUSIVE  # holds alone (low 0.37 > 0), not after Holm
+    assert evaluate(cases["d"], _Run(), context={}).verdict == HOLDS  # z = 7
+    assert evaluate(cases["b"], _Run(), context={}).verdict == INCONCLUSIVE
+
+
+def test_roles_default_by_group(monkeypatch):
+    monkeypatch.setattr(core, "CLAIMS", {})
+
+    @core.claim("lrp.demo", title="", bounds=[AtLeast("x", 0)])
+    def mech(run):
+        return Measurement(figures={"x": exact(1)})
+
+    @core.claim("relevance.demo", title="", bounds=[AtLeast("x", 0)])
+    def finding(run):
+        return Measurement(figures={"x": exact(1)})
+
+    assert core.CLAIMS["lrp.demo"].role == core.GATE
+    assert core.CLAIMS["relevance.demo"].role == core.FINDING
+    with pytest.raises(ValueError, match="role"):
+        core.claim("x.y", title="", role="maybe")

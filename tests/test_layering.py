@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "pmt_core"
 #: Layer of each package or top-level module, bottom (0) to top.
 LAYERS = {
     "techniques": 0, "profiles": 0,
-    "infra": 1,
+    "infra": 1, "stats": 1,
     "data": 2,
     "features": 3,
     "model": 4,

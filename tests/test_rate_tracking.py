@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmt_core.claims.relevance import _rate_rho, pitch_ratio_draws
+from pmt_core.claims.relevance import _rate_rho
 from pmt_core.explain import relevance as R
 from pmt_core.features.scattering import path_table
 from pmt_core.techniques import MODULATION_BAND_HZ
@@ -67,20 +67,3 @@ def test_restrict_below_and_window_share():
     share = R.window_share(maps, PATHS, [8.0, 8.0], 0.25)
     lam2 = PATHS.modulation_hz[PATHS.second_order]
     assert share[0] == pytest.approx(np.mean(np.abs(np.log2(lam2 / 8.0)) <= 0.25))
-
-
-def _profiles(peaks, bins=12):
-    out = np.zeros((len(peaks), bins))
-    out[np.arange(len(peaks)), peaks] = 5.0
-    return out
-
-
-def test_pitch_ratio_is_one_for_invariant_and_low_for_moving_profiles():
-    rng = np.random.default_rng(0)
-    groups = np.repeat([0, 1, 2], 8)
-    invariant = _profiles(rng.integers(3, 6, groups.size))
-    moving = _profiles(groups * 3 + rng.integers(0, 2, groups.size))
-    r_inv, d_inv = pitch_ratio_draws(invariant, groups, rng, 100, 30)
-    r_mov, d_mov = pitch_ratio_draws(moving, groups, rng, 100, 30)
-    assert 0.85 < r_inv < 1.2 and r_mov < 0.5
-    assert np.quantile(d_mov, 0.975) < 0.9  # a planted pitch dependence is rejected

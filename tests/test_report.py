@@ -10,6 +10,7 @@ from pmt_core.report.build import verdict_matrix
 from pmt_core.report.paper_vs_code import PAPER_VS_CODE
 from pmt_core.report.records import save_plots, to_jsonable
 from pmt_core.report.render import format_value, render_html, verdict_line, write_report
+from pmt_core.report.scoreboard import scoreboard
 
 
 def _cell(measured, verdict, null):
@@ -38,6 +39,7 @@ def _report(claims):
             "provenance": {"git_commit": "abc", "git_dirty": True}, "versions": {"torch": "x"},
             "timings_s": {"data": 1.0, "total": 2.0}, "command": "pytest validation",
             "paper_vs_code": PAPER_VS_CODE, "matrix": verdict_matrix(claims),
+            "paper_reading": "epsilon", "scoreboard": scoreboard(claims, "epsilon"),
             "regression": None, "claims": claims}
 
 
@@ -48,8 +50,8 @@ CLAIMS = [
     _record("relevance.localisation.zplus_epsilon", verdict="does not hold", status="failed",
             explainers=CELLS),
     _record("accuracy.s2_gain", verdict="inconclusive", status="skipped"),
-    _record("data.no_shortcut", verdict="does not hold", status="xfailed",
-            known_failure="measured: 0.4"),
+    _record("relevance.s1_share.epsilon", verdict="does not hold", status="xfailed",
+            finding="finding: measured 0.4"),
 ]
 
 
@@ -62,20 +64,22 @@ def test_matrix_rows_are_families_and_nulls_come_last():
     assert [e["null"] for e in matrix["explainers"]] == [False, True, True]
 
 
-def test_verdict_line_counts_known_failures_apart():
+def test_verdict_line_counts_findings_apart():
     line = verdict_line(CLAIMS)
-    assert line.startswith("1 claim(s) do not hold")
-    assert "1 known not to hold" in line and "1 inconclusive" in line
+    assert line.startswith("1 gate claim(s) do not hold")
+    assert "1 finding: does not hold" in line and "1 inconclusive" in line
     assert verdict_line([CLAIMS[0]]) == "All claims hold (1 holds)."
+    assert verdict_line([CLAIMS[0], CLAIMS[3]]).startswith("The gate passes; 1 finding")
 
 
-def test_html_opens_with_the_verdict_and_the_matrix_and_escapes(tmp_path):
+def test_html_opens_with_the_scoreboard_then_the_gate_and_escapes(tmp_path):
     html = render_html(to_jsonable(_report(CLAIMS)), tmp_path)
     verdict_at, matrix_at = html.index('id="verdict"'), html.index('id="matrix"')
-    claims_at = html.index('id="claims"')
-    assert verdict_at < matrix_at < claims_at
+    claims_at, board_at = html.index('id="claims"'), html.index('id="scoreboard"')
+    assert board_at < verdict_at < matrix_at < claims_at
+    assert "Relevance lands at each example" in html[board_at:verdict_at]
     assert "<b>title</b>" not in html and "&lt;b&gt;title&lt;/b&gt;" in html
-    # a must-reject null that passes is outlined as a power failure
+    # a null the family must reject is marked in the matrix
     assert re.search(r'class="c-holds null must"', html)
     assert "uncommitted changes" in html
     assert "http://" not in html and "https://" not in html  # fetches nothing

@@ -3,7 +3,7 @@
 ``pmt_core.claims.core`` holds the registry and the verdict logic,
 ``estimates`` the intervals, ``thresholds`` the bars (with provenance),
 ``protocol`` how the claims measure, ``paper`` the published figures,
-``known_failures`` the claims measured not to hold; one module per claim group
+``power`` the planted controls of each criterion; one module per claim group
 declares the claims themselves (``catalogue`` imports them all).
 """
 
@@ -20,7 +20,7 @@ from pmt_core.claims.core import (
     evaluate,
     get_case,
 )
-from pmt_core.claims.estimates import Estimate
+from pmt_core.stats.intervals import Estimate
 
 __all__ = [
     "CLAIMS",

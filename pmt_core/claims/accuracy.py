@@ -1,9 +1,10 @@
 """Accuracy claims (paper Table 1; method.md sections 2 and 4), pooled over replicates.
 
 A class's recall is pooled over the replicates (each scores the same test files)
-and given a Wilson interval over the class's test files: the files, not the
-replicate x file pairs, are the independent units, since every replicate sees
-the same ones. Bars (pmt_core.claims.thresholds.accuracy_min): the paper's Table 1
+and given an effective-n Wilson interval (:func:`pmt_core.stats.intervals.proportion`):
+its variance has a training part (the replicates) and a file part (the test
+files every replicate sees), so neither the files nor the replicate x file pairs
+alone are the independent units. Bars (pmt_core.claims.thresholds.accuracy_min): the paper's Table 1
 only on the authors' SOL data; a generic bar anywhere else.
 """
 
@@ -14,30 +15,30 @@ import numpy as np
 from pmt_core.claims import paper
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
-from pmt_core.claims.estimates import (
-    crossed_bootstrap,
+from pmt_core.figures.claims import confusion_figure
+from pmt_core.model.training import confusion, macro_accuracy, per_class_accuracy
+from pmt_core.stats.intervals import (
+    crossed_t,
     exact,
     minimum,
     per_replicate_estimate,
-    wilson,
+    proportion,
+    shifted,
 )
-from pmt_core.figures.claims import confusion_figure
-from pmt_core.model.training import confusion, macro_accuracy, per_class_accuracy
 
 KIND_LABEL = {"s1": "S1", "s1s2": "S1+S2"}
 
 
 def class_recalls(models, class_names) -> dict:
-    """Per class: Wilson estimate of the recall pooled over replicates (None: no file)."""
+    """Per class: the recall pooled over replicates with its interval (None: no file)."""
     true = models[0].test_true
     out = {}
     for k, name in enumerate(class_names):
-        n = int(np.sum(true == k))
-        if n == 0:
+        if not np.any(true == k):
             out[name] = None
             continue
-        per_rep = [float(np.mean(m.test_pred[true == k] == k)) for m in models]
-        out[name] = wilson(float(np.mean(per_rep)) * n, n, per_rep)
+        correct = np.stack([m.test_pred[true == k] == k for m in models])
+        out[name] = proportion(correct, seed=k)
     return out
 
 
@@ -46,7 +47,8 @@ def class_recalls(models, class_names) -> dict:
        params={"kind": ("s1s2", "s1")},
        paper="Table 1: S1+S2 0.975-1.000, S1 0.703-0.922 per class",
        bounds=[AtLeast("lowest margin over the bar", 0.0, name="every class",
-                       why="per-class bars: thresholds.accuracy_min")])
+                       why="per-class bars: thresholds.accuracy_min",
+                       effect=th.EFFECT_RECALL)])
 def per_class(run, kind) -> Measurement:
     """Recall of each class on the test split, pooled over replicates, minus its bar."""
     from pmt_core.claims.core import run_context
@@ -57,7 +59,7 @@ def per_class(run, kind) -> Measurement:
     recalls = class_recalls(models, names)
     # The bars may differ by class (SOL): the claim holds when every class clears its
     # own, so the bounded figure is the smallest margin over the bar.
-    margins = {n: _shift(e, -bars[n]) for n, e in recalls.items() if e is not None}
+    margins = {n: shifted(e, -bars[n]) for n, e in recalls.items() if e is not None}
     lowest_name, lowest = minimum(margins)
     macro = [macro_accuracy(m.test_true, m.test_pred, names) for m in models]
     m = Measurement(figures={"lowest margin over the bar": lowest, "lowest class": lowest_name,
@@ -75,7 +77,7 @@ def per_class(run, kind) -> Measurement:
               "bar": bars[n], "paper": paper.TABLE1_ACCURACY[kind].get(n),
               "per replicate": ", ".join(f"{r[n]:.3f}" for r in per_rep)}
              for k, (n, e) in enumerate(recalls.items())],
-            f"{KIND_LABEL[kind]}: recall per class (Wilson interval over the class's files)")
+            f"{KIND_LABEL[kind]}: recall per class (effective-n Wilson interval)")
     m.plot(confusion_figure(matrix / len(models), names,
                             f"{KIND_LABEL[kind]}: test confusion, mean over "
                             f"{len(models)} replicates"),
@@ -92,17 +94,11 @@ def per_class(run, kind) -> Measurement:
     return m
 
 
-def _shift(e, delta):
-    from pmt_core.claims.estimates import Estimate
-
-    return Estimate(e.value + delta, e.low + delta, e.high + delta, e.method, e.n,
-                    tuple(v + delta for v in e.replicates))
-
-
 @claim("accuracy.s2_gain", title="Adding second-order scattering raises macro accuracy "
        "(S1+S2 minus S1)", unit="macro accuracy difference",
        paper=round(paper.TABLE1_MACRO["s1s2"] - paper.TABLE1_MACRO["s1"], 4),
-       bounds=[AtLeast("gain", th.S2_GAIN_MIN, why="the paper's 0.182 less 4 binomial SE")])
+       bounds=[AtLeast("gain", th.S2_GAIN_MIN, why="the paper's 0.182 less 4 binomial SE",
+                       effect=th.EFFECT_S2_GAIN)])
 def s2_gain(run) -> Measurement:
     """Macro accuracy (mean of per-class recalls) of S1+S2 minus that of S1."""
     s1, s12 = run.models.replicates["s1"], run.models.replicates["s1s2"]
@@ -113,14 +109,14 @@ def s2_gain(run) -> Measurement:
     weight = 1.0 / (counts[true] * np.count_nonzero(counts))
     diff = np.array([(a.test_pred == true).astype(float) - (b.test_pred == true)
                      for a, b in zip(s12, s1, strict=True)]) * weight * len(true)
-    gain = crossed_bootstrap(diff, strata=true, seed=run.settings.seed)
+    gain = crossed_t(diff, strata=true, seed=run.settings.seed)
     macro = {kind: [macro_accuracy(mm.test_true, mm.test_pred, run.data.class_names)
                     for mm in run.models.replicates[kind]] for kind in ("s1", "s1s2")}
     m = Measurement(figures={"gain": gain, "macro S1+S2": per_replicate_estimate(macro["s1s2"]),
                              "macro S1": per_replicate_estimate(macro["s1"])}, n=len(true))
     m.detail = ("Per test file and replicate pair, correct(S1+S2) - correct(S1) weighted by "
                 "1 / (class size x classes), whose mean is the macro difference; interval: "
-                "crossed bootstrap over replicates and files (files resampled within class). "
+                "crossed t over replicates and files (pmt_core.stats.intervals). "
                 f"Paper {paper.TABLE1_MACRO['s1s2']:.4f} vs {paper.TABLE1_MACRO['s1']:.4f}.")
     m.table([{"input": KIND_LABEL[k], "macro accuracy": float(np.mean(v)),
               "per replicate": ", ".join(f"{x:.3f}" for x in v),

@@ -21,6 +21,18 @@ bounds itself. A bound's verdict comes from the figure's interval:
 A claim holds when all its bounds hold, does not hold when one does not, and is
 inconclusive otherwise; a measurement may also declare the claim not applicable
 (the data lack what it needs) or force it inconclusive (too few examples).
+
+Multiplicity: the cases of one declaration (one claim per LRP reading) form a
+family, and a bound's verdict is Holm-adjusted over it (pmt_core.stats.
+multiplicity): with m members, the bound holds when its one-sided p-value, in
+Holm's step-down order, is at most the interval's one-sided level over the
+members left; a family of one is the interval rule itself.
+
+Roles: a *gate* claim (mechanics, data integrity, planted controls) fails the
+session when it does not hold; a *finding* (what the paper states) is reported
+on the scoreboard whatever it says, and only a change of its verdict fails the
+session (the regression gate). A profile lists the claims it is sized to decide
+(:attr:`pmt_core.profiles.Profile.decides`): for those, inconclusive fails too.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pmt_core.claims.estimates import Estimate, exact
+from pmt_core.stats.intervals import Estimate, exact
 
 __all__ = [
     "CLAIMS",
@@ -51,7 +63,15 @@ __all__ = [
     "claim",
     "evaluate",
     "get_case",
+    "measure",
 ]
+
+GATE = "gate"
+FINDING = "finding"
+#: Groups whose claims are gate claims unless declared otherwise: the transform, the
+#: LRP mechanics, the data's integrity and the planted controls (a test that cannot
+#: accept its oracle or reject its adversary is broken).
+GATE_GROUPS = ("scattering", "lrp", "data", "power")
 
 HOLDS = "holds"
 NOT_HOLD = "does not hold"
@@ -78,6 +98,9 @@ class Bound:
         Short name, the key of known failures (default: the figure's name).
     why : str
         Where the bar comes from (its provenance), shown in the report.
+    effect : float or None
+        Smallest distance from the bar that matters (power analysis,
+        pmt_core.stats.power); None: not declared.
     """
 
     figure: str
@@ -85,6 +108,7 @@ class Bound:
     value: object
     name: str = ""
     why: str = ""
+    effect: float | None = None
 
     def __post_init__(self):
         if self.op not in ("at least", "at most", "within"):
@@ -140,26 +164,29 @@ class Bound:
         if isinstance(value, tuple):
             value = list(value)
         return {"figure": self.figure, "op": self.op, "value": value, "name": self.name,
-                "why": self.why}
+                "why": self.why, "effect": self.effect}
 
 
 def _short(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def AtLeast(figure: str, value, name: str = "", why: str = "") -> Bound:  # noqa: N802
+def AtLeast(figure: str, value, name: str = "", why: str = "",  # noqa: N802
+            effect: float | None = None) -> Bound:
     """``figure`` must be at least ``value``."""
-    return Bound(figure, "at least", value, name, why)
+    return Bound(figure, "at least", value, name, why, effect)
 
 
-def AtMost(figure: str, value, name: str = "", why: str = "") -> Bound:  # noqa: N802
+def AtMost(figure: str, value, name: str = "", why: str = "",  # noqa: N802
+           effect: float | None = None) -> Bound:
     """``figure`` must be at most ``value``."""
-    return Bound(figure, "at most", value, name, why)
+    return Bound(figure, "at most", value, name, why, effect)
 
 
-def Within(figure: str, low, high, name: str = "", why: str = "") -> Bound:  # noqa: N802
+def Within(figure: str, low, high, name: str = "", why: str = "",  # noqa: N802
+           effect: float | None = None) -> Bound:
     """``figure`` must lie in ``[low, high]``."""
-    return Bound(figure, "within", (low, high), name, why)
+    return Bound(figure, "within", (low, high), name, why, effect)
 
 
 # ------------------------------------------------------------- measurement --
@@ -217,7 +244,9 @@ class Tolerance:
 
     Parameters
     ----------
-    kind : {"exact", "abs", "rel", "decade", "octave"}
+    kind : {"exact", "abs", "rel", "decade", "octave", "bar"}
+        ``bar``: never compared with a baseline, held by the claim's own bar only
+        (rounding-level figures whose size varies with the CPU).
     value : float
     floor : float
         Only for ``decade``: magnitudes below it count as equal to it.
@@ -228,11 +257,13 @@ class Tolerance:
     floor: float = 0.0
 
     def __post_init__(self):
-        if self.kind not in ("exact", "abs", "rel", "decade", "octave"):
+        if self.kind not in ("exact", "abs", "rel", "decade", "octave", "bar"):
             raise ValueError(f"unknown tolerance kind {self.kind!r}")
 
     def allows(self, old, new) -> bool:
-        """Whether ``new`` is within tolerance of ``old``."""
+        """Whether ``new`` is within tolerance of ``old`` (always, for ``bar``)."""
+        if self.kind == "bar":
+            return True
         if old is None or new is None:
             return old == new
         old, new = float(old), float(new)
@@ -255,6 +286,8 @@ class Tolerance:
         """Short text such as ``abs 0.05``."""
         if self.kind == "exact":
             return "exact"
+        if self.kind == "bar":
+            return "held by its bar"
         text = f"{self.kind} {self.value:g}"
         return text + (f" (floor {self.floor:g})" if self.floor else "")
 
@@ -285,6 +318,8 @@ class ClaimSpec:
         regression gate, overriding the default rules.
     min_examples : int
         Fewest examples the claim may be decided on (below: inconclusive).
+    role : {"gate", "finding"}
+        Whether "does not hold" fails the session (module notes).
     """
 
     id: str
@@ -297,6 +332,7 @@ class ClaimSpec:
     params: dict = field(default_factory=dict)
     tolerances: dict = field(default_factory=dict)
     min_examples: int = 0
+    role: str = FINDING
 
     def cases(self) -> list[ClaimCase]:
         """One case per combination of parameter values, in declaration order."""
@@ -342,7 +378,7 @@ CLAIMS: dict[str, ClaimSpec] = {}
 
 def claim(claim_id: str, *, title: str, group: str | None = None, bounds: Sequence = (),
           paper=None, unit: str = "", params: dict | None = None,
-          tolerances: dict | None = None, min_examples: int = 0):
+          tolerances: dict | None = None, min_examples: int = 0, role: str | None = None):
     """Register a measurement function as a claim (see the module notes).
 
     Raises
@@ -352,6 +388,9 @@ def claim(claim_id: str, *, title: str, group: str | None = None, bounds: Sequen
         template field without a parameter.
     """
     group = group or claim_id.split(".")[0]
+    role = role or (GATE if group in GATE_GROUPS else FINDING)
+    if role not in (GATE, FINDING):
+        raise ValueError(f"claim {claim_id!r}: role must be {GATE!r} or {FINDING!r}")
     if claim_id.split(".")[0] != group:
         raise ValueError(f"claim {claim_id!r}: group {group!r} must be its first component")
     params = {k: tuple(v) for k, v in (params or {}).items()}
@@ -364,7 +403,7 @@ def claim(claim_id: str, *, title: str, group: str | None = None, bounds: Sequen
         if claim_id in CLAIMS:
             raise ValueError(f"claim {claim_id!r} is already registered")
         CLAIMS[claim_id] = ClaimSpec(claim_id, title, group, measure, tuple(bounds), paper, unit,
-                                     params, dict(tolerances or {}), min_examples)
+                                     params, dict(tolerances or {}), min_examples, role)
         return measure
 
     return register
@@ -412,6 +451,12 @@ class Evaluation:
     context : dict
     reason : str
         Why the verdict is what it is (failing bounds, the inconclusive reason).
+    multiplicity : dict
+        ``method`` ("Holm" or "none"), ``family`` (the declaration's id) and
+        ``family_size`` (members measured), and per bound its adjusted p-values.
+    power : dict or None
+        The key bound's power analysis (:func:`pmt_core.stats.power.sizes_needed`),
+        None when no bound declares an effect or the figure has no variance model.
     """
 
     case: ClaimCase
@@ -420,6 +465,8 @@ class Evaluation:
     bound_verdicts: dict
     context: dict
     reason: str = ""
+    multiplicity: dict = field(default_factory=dict)
+    power: dict | None = None
 
     @property
     def failing_bounds(self) -> tuple[str, ...]:
@@ -444,8 +491,76 @@ def _as_estimate(value) -> Estimate | None:
     return None
 
 
+def measure(case: ClaimCase, run) -> Measurement:
+    """Return the case's measurement on ``run``, computed once per run when it can memoise."""
+    memo = getattr(run, "memo", None)
+    if memo is None:
+        return case.spec.measure(run, **case.params)
+    return memo(f"measurement:{case.id}", lambda: case.spec.measure(run, **case.params))
+
+
+def bound_p_values(estimate: Estimate | None, bound: Bound, context: dict) -> tuple[float, float]:
+    """One-sided p-values of a bound: (it fails, it holds) are the null hypotheses.
+
+    ``p_pass`` is small when the figure is shown on the bound's side, ``p_fail``
+    when it is shown on the other; a "within" bound is two one-sided tests.
+    """
+    if estimate is None or not estimate.finite:
+        return math.nan, math.nan
+    bar = bound.resolve(context)
+    if bound.op == "within":
+        lo, hi = bar
+        p_pass = max(estimate.p_value(lo, "at least"), estimate.p_value(hi, "at most"))
+        p_fail = min(1.0, 2 * min(estimate.p_value(lo, "at most"),
+                                  estimate.p_value(hi, "at least")))
+        return p_pass, p_fail
+    other = "at most" if bound.op == "at least" else "at least"
+    return estimate.p_value(bar, bound.op), estimate.p_value(bar, other)
+
+
+def _family_verdicts(case: ClaimCase, run, measurement: Measurement, context: dict):
+    """Holm-adjusted verdicts of ``case``'s bounds over its declaration's cases."""
+    from pmt_core.stats.multiplicity import holm
+
+    siblings = case.spec.cases()
+    others = {c.id: (measurement if c.id == case.id else measure(c, run)) for c in siblings}
+    verdicts, adjusted = {}, {}
+    members = [i for i, m in others.items() if m.not_applicable is None]
+    for bound in case.bounds:
+        estimates = {i: _as_estimate(others[i].figures.get(bound.figure)) for i in members}
+        p = {i: bound_p_values(e, bound, context) for i, e in estimates.items()}
+        ids = list(p)
+        adj_pass = dict(zip(ids, holm([p[i][0] for i in ids]), strict=True))
+        adj_fail = dict(zip(ids, holm([p[i][1] for i in ids]), strict=True))
+        own = estimates.get(case.id)
+        if own is None or not math.isfinite(adj_pass.get(case.id, math.nan)):
+            verdicts[bound.name] = bound.check(own, context)
+        else:
+            level = (1 - own.confidence) / 2
+            verdicts[bound.name] = (HOLDS if adj_pass[case.id] <= level else
+                                    NOT_HOLD if adj_fail[case.id] <= level else INCONCLUSIVE)
+        adjusted[bound.name] = {"p_holds_adjusted": adj_pass.get(case.id),
+                                "p_fails_adjusted": adj_fail.get(case.id)}
+    return verdicts, {"method": "Holm", "family": case.spec.id, "family_size": len(members),
+                      "bounds": adjusted}
+
+
+def _power(case: ClaimCase, measurement: Measurement, context: dict, family_size: int):
+    from pmt_core.stats.power import sizes_needed
+
+    for bound in case.bounds:
+        est = _as_estimate(measurement.figures.get(bound.figure))
+        if bound.effect is None or est is None or len(est.components) != 3 or not est.n:
+            continue
+        out = sizes_needed(est.components, bound.effect, est.n,
+                           max(len(est.replicates), 1), family_size=family_size)
+        return {"bound": bound.name, **out, "n": est.n,
+                "replicates": max(len(est.replicates), 1)}
+    return None
+
+
 def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
-    """Measure ``case`` on ``run`` and check its bounds.
+    """Measure ``case`` on ``run`` and check its bounds (Holm over its family).
 
     Parameters
     ----------
@@ -459,19 +574,22 @@ def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
     -------
     Evaluation
     """
-    measurement = case.spec.measure(run, **case.params)
+    measurement = measure(case, run)
     if context is None:
         context = run_context(run) if measurement.not_applicable is None else {}
     if measurement.not_applicable is not None:
         return Evaluation(case, measurement, NOT_APPLICABLE, {}, context,
                           measurement.not_applicable)
-    verdicts = {}
     for bound in case.bounds:
         if bound.figure not in measurement.figures:
             raise KeyError(f"claim {case.id}: bound on {bound.figure!r} but the measurement "
                            f"has figures {sorted(measurement.figures)}")
-        verdicts[bound.name] = bound.check(_as_estimate(measurement.figures[bound.figure]),
-                                           context)
+    if len(case.spec.cases()) > 1:
+        verdicts, multiplicity = _family_verdicts(case, run, measurement, context)
+    else:
+        verdicts = {b.name: b.check(_as_estimate(measurement.figures[b.figure]), context)
+                    for b in case.bounds}
+        multiplicity = {"method": "none", "family": case.spec.id, "family_size": 1}
     failing = [name for name, v in verdicts.items() if v == NOT_HOLD]
     open_ = [name for name, v in verdicts.items() if v == INCONCLUSIVE]
     too_few = (case.spec.min_examples and measurement.n is not None
@@ -490,7 +608,10 @@ def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
     else:
         verdict, reason = HOLDS, "holds: " + ", ".join(
             _bound_text(case, measurement, b.name, context) for b in case.bounds)
-    return Evaluation(case, measurement, verdict, verdicts, context, reason)
+    if multiplicity["family_size"] > 1:
+        reason += f" (Holm over {multiplicity['family_size']} members of {case.spec.id})"
+    return Evaluation(case, measurement, verdict, verdicts, context, reason, multiplicity,
+                      _power(case, measurement, context, multiplicity["family_size"]))
 
 
 def _bound_text(case: ClaimCase, m: Measurement, name: str, context: dict) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
-from pmt_core.claims.estimates import minimum, wilson
+from pmt_core.stats.intervals import crossed_t, minimum, proportion
 
 #: Descriptor that carries each technique's modulation: pitch for the frequency
 #: modulations (vibrato, trill), amplitude envelope for the re-articulations and
@@ -33,7 +33,7 @@ def _chance(context) -> float:
        "modulation, predict the class near chance", unit="balanced accuracy (best guard "
        "classifier) on the modulation-ablated twins",
        bounds=[AtMost("balanced accuracy (twins)", lambda c: _chance(c) + th.SHORTCUT_MARGIN,
-                      name="no nuisance shortcut",
+                      name="no nuisance shortcut", effect=th.EFFECT_SHARE,
                       why="chance + 0.10: a cue worth more would let a network shortcut")])
 def no_shortcut(run) -> Measurement:
     """Balanced accuracy of the shortcut guard on the twins (and, reported, on the data).
@@ -75,18 +75,19 @@ def no_shortcut(run) -> Measurement:
        "modulation-ablated twins: it reads the modulation, nothing else",
        unit="balanced accuracy on the twins (pooled over replicates)",
        bounds=[AtMost("balanced accuracy", lambda c: _chance(c) + th.TWINS_MARGIN,
-                      name="at chance", why="chance + 0.10, as the shortcut guard")])
+                      name="at chance", why="chance + 0.10, as the shortcut guard",
+                      effect=th.EFFECT_SHARE)])
 def ablated_twins_at_chance(run) -> Measurement:
     """Balanced accuracy of every S1+S2 replicate on the test clips' ablated twins."""
-    from pmt_core.claims.estimates import MacroMean, bootstrap_estimate
+    from pmt_core.stats.intervals import MacroMean
 
     twins = run.twins
     if twins is None:
         return Measurement.skip("twins exist only for synthetic data")
     correct = (twins.predictions == twins.labels[None, :]).astype(float)
     classes = np.broadcast_to(twins.labels, correct.shape).astype(float)
-    ba = bootstrap_estimate((correct, classes), MacroMean(), strata=twins.labels,
-                            seed=run.settings.seed)
+    ba = crossed_t((correct, classes), MacroMean(), strata=twins.labels,
+                   seed=run.settings.seed)
     names = run.data.class_names
     counts = np.zeros((len(names), len(names)))
     for r in range(twins.predictions.shape[0]):
@@ -96,7 +97,7 @@ def ablated_twins_at_chance(run) -> Measurement:
     m.detail = ("Each test clip's twin keeps its instrument, pitch, dynamics, noise and "
                 "distractor and loses the technique's modulation; the figure is the mean "
                 "over classes of the share of twins predicted as their source's technique, "
-                "pooled over replicates (crossed bootstrap within class).")
+                "pooled over replicates (crossed t, files resampled within class).")
     m.table([{"true \\ predicted": n, **{p: counts[i, j] / twins.predictions.shape[0]
                                          for j, p in enumerate(names)}}
              for i, n in enumerate(names)], "Twins: mean confusion over replicates")
@@ -126,9 +127,9 @@ def guard_predictions(frame, descriptors, seed: int, n_splits: int = 5):
 
 
 def guard_measurement(frame, descriptors, seed: int, what: str) -> Measurement:
-    """Measure the guard with a bootstrap interval, and tabulate each descriptor set."""
+    """Measure the guard with its interval, and tabulate each descriptor set."""
     correct, labels, table, best = guard_predictions(frame, descriptors, seed)
-    ba = _balanced_bootstrap(correct, labels, seed)
+    ba = _balanced_estimate(correct, labels, seed)
     per_set = {f"{name} alone": float(row["best"]) for name, row in table.iterrows()
                if name != "all"}
     n_classes = len(np.unique(labels))
@@ -138,7 +139,7 @@ def guard_measurement(frame, descriptors, seed: int, what: str) -> Measurement:
                 f"({len(correct)}), best classifier on all descriptors ({best}); descriptors "
                 "of the clip divided by its standard deviation, as the network sees it (no "
                 "loudness): log spectral flatness, long-term spectral slope, log centroid, "
-                "log f0, family. Interval: bootstrap over examples within class.")
+                "log f0, family. Interval: t over examples, resampled within class.")
     m.table([{"descriptors": name, **{k: float(v) for k, v in row.items()}}
              for name, row in table.iterrows()], "Guard's balanced accuracy per descriptor set")
     return m
@@ -148,22 +149,19 @@ def _balanced(correct, labels) -> float:
     return float(np.mean([correct[labels == k].mean() for k in np.unique(labels)]))
 
 
-def _balanced_bootstrap(correct, labels, seed):
-    from pmt_core.claims.estimates import CONFIDENCE, N_BOOTSTRAP, Estimate
+def _balanced_estimate(correct, labels, seed):
+    from pmt_core.stats.intervals import MacroMean
 
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(labels == k) for k in np.unique(labels)]
-    draws = [np.mean([correct[g[rng.integers(0, g.size, g.size)]].mean() for g in groups])
-             for _ in range(N_BOOTSTRAP)]
-    alpha = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(draws, [alpha, 1 - alpha])
-    return Estimate(_balanced(correct, labels), float(low), float(high),
-                    "bootstrap over examples within class", len(correct))
+    codes = np.unique(np.asarray(labels), return_inverse=True)[1]
+    correct = np.asarray(correct, dtype=float)[None, :]
+    return crossed_t((correct, codes[None, :].astype(float)), MacroMean(), strata=codes,
+                     seed=seed)
 
 
 @claim("data.modulation_present", title="Each example's recorded modulation rate is recovered "
        "from its signal", unit="fraction recovered (lowest class)",
        bounds=[AtLeast("fraction recovered", th.MODULATION_PRESENT_MIN_FRACTION,
+                       effect=th.EFFECT_SHARE,
                        name="every class", why="worst measured class 0.88, less 0.08")])
 def modulation_present(run) -> Measurement:
     """Per class, share of examples whose rate the pitch or envelope track shows."""
@@ -185,7 +183,7 @@ def modulation_present(run) -> Measurement:
             error = np.abs(np.log2(measured / rates[rows_k]))
         error = np.where(np.isfinite(error), error, np.inf)
         hits = int(np.sum(error <= th.RATE_RECOVERY_TOL_OCTAVES))
-        per_class[name] = wilson(hits, int(rows_k.sum()))
+        per_class[name] = proportion((error <= th.RATE_RECOVERY_TOL_OCTAVES)[None, :])
         rows.append({"technique": name, "descriptor": MECHANISM_DESCRIPTOR[name],
                      "n": int(rows_k.sum()), "fraction recovered": hits / rows_k.sum(),
                      "median error (oct)": float(np.median(error)),

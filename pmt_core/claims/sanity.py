@@ -24,7 +24,6 @@ import numpy as np
 from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, claim
-from pmt_core.claims.estimates import Estimate, MeanOfFinite, per_replicate_estimate
 from pmt_core.claims.families import (
     ALL_NULLS,
     Family,
@@ -38,6 +37,7 @@ from pmt_core.explain import sanity as S
 from pmt_core.explain.explainers import EXPLAINERS, lrp_explainer_names
 from pmt_core.explain.perturbation import aopc_per_example, deletion_logits
 from pmt_core.figures.claims import curves_figure, stage_figure
+from pmt_core.stats.intervals import Estimate, MeanOfFinite, per_replicate_estimate
 
 COMPOSITES = lrp_explainer_names()
 MODEL_FREE_NULLS = ("class_constant", "input", "energy_raw", "energy_norm")
@@ -103,6 +103,7 @@ def _deletion(run) -> FamilyResult:
 DELETION = family(Family(
     "sanity.deletion",
     AtLeast("AOPC gap (MoRF - LeRF)", th.DELETION_MIN_GAP, name="ranks by effect",
+            effect=th.EFFECT_DELETION,
             why="removing the top of the ranking must hurt more than removing its bottom"),
     _mean, _deletion, margin=th.DELETION_MIN_MARGIN))
 
@@ -119,7 +120,8 @@ def deletion(run, composite):
 # ------------------------------------------------------------- randomisation --
 def _explain_all(run, r, model, idx, x, energy, names):
     target = run.models.replicates["s1s2"][r].test_pred[idx]
-    inputs = run.explainer_inputs(r, x=x, target=target, energy=energy, model=model)
+    inputs = run.explainer_inputs(r, x=x, target=target, energy=energy, model=model,
+                                  index=idx)
     return {n: EXPLAINERS[n](inputs).maps for n in names}
 
 
@@ -191,9 +193,9 @@ def _randomisation(run) -> FamilyResult:
 
 
 def _signed_estimate(signed: np.ndarray) -> Estimate:
-    from pmt_core.claims.estimates import crossed_bootstrap
+    from pmt_core.stats.intervals import crossed_t
 
-    est = crossed_bootstrap(signed)
+    est = crossed_t(signed)
     lo, hi = sorted((abs(est.low), abs(est.high)))
     low = 0.0 if est.low <= 0 <= est.high else lo
     return Estimate(abs(est.value), low, hi, est.method, est.n, est.replicates)
@@ -202,6 +204,7 @@ def _signed_estimate(signed: np.ndarray) -> Estimate:
 MODEL_RANDOMISATION = family(Family(
     "sanity.model_randomisation",
     AtMost("mean rho |map|", th.RANDOMISATION_MAX_RHO, name="depends on the weights",
+           effect=th.EFFECT_RANDOMISATION,
            why="Adebayo et al. 2018; an input-only map scores 1"),
     _mean, _randomisation, must_reject=MODEL_FREE_NULLS,
     extra_bounds=(AtMost("|mean rho| signed", th.RANDOMISATION_MAX_RHO,
@@ -243,6 +246,7 @@ def _data_randomisation(run) -> FamilyResult:
 DATA_RANDOMISATION = family(Family(
     "sanity.data_randomisation",
     AtMost("mean rho |map|", th.RANDOMISATION_MAX_RHO, name="depends on the labels",
+           effect=th.EFFECT_RANDOMISATION,
            why="Adebayo et al. 2018; an input-only map scores 1"),
     _mean, _data_randomisation, must_reject=MODEL_FREE_NULLS,
     excluded="random maps change whatever happens, and the randomised-model null "

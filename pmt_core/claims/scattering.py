@@ -11,10 +11,10 @@ import numpy as np
 
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, Within, claim
-from pmt_core.claims.estimates import crossed_bootstrap, exact
 from pmt_core.features import theory
 from pmt_core.features.scattering import ScatteringConfig
 from pmt_core.figures.claims import s2_grid_figure
+from pmt_core.stats.intervals import crossed_t, exact
 
 
 def _peak_rows(checks):
@@ -123,13 +123,13 @@ def am_ratio_theory(run) -> Measurement:
                      "m": d.depth[i], "measured S2/S1": measured, "theory": predicted,
                      "relative error": abs(measured / predicted - 1)})
     errors = np.array([r["relative error"] for r in rows])
-    median = crossed_bootstrap(errors[None, :], lambda a: float(np.median(a)),
-                               seed=run.settings.seed)
+    median = crossed_t(errors[None, :], lambda a: float(np.median(a[0])),
+                       seed=run.settings.seed)
     m = Measurement(figures={"median relative error": median}, n=len(errors))
     m.detail = (f"Median {np.median(errors):.3f}, 90th percentile "
                 f"{np.quantile(errors, 0.9):.3f}, max {errors.max():.3f} over {len(errors)} tones "
-                "(interval: bootstrap over the tones). kymatio 0.3.0's per-path subsampling "
-                "scale is undone by pmt_core.scatter (raw order-2 coefficients are off by "
-                "2^(j1+j2)).")
+                "(interval: t over the tones, variance by resampling them). kymatio 0.3.0's "
+                "per-path subsampling scale is undone by pmt_core.scatter (raw order-2 "
+                "coefficients are off by 2^(j1+j2)).")
     m.table(rows, "S2/S1 at the peak, measured and predicted")
     return m

@@ -130,10 +130,9 @@ PEAK_MIN_RATE_RHO = 0.2
 # ... and every pair of techniques whose a-priori bands (techniques.py) do not
 # overlap ordered as the bands are, by the class medians of the peak.
 PEAK_MIN_ORDERED_SHARE = 1.0
-# relevance.pitch_invariance: equivalence test. Per class, the lower 95 % bound
-# (Holm-adjusted over classes) of pitch-split / random-split profile cosine must be
-# at least this: invariance within 10 %.
-PITCH_MIN_RATIO_LOWER = 0.9
+# relevance.pitch_invariance: a TOST on the within-class slope of log2 peak lambda2
+# on log2 f0, margin +-0.25 octave per octave (pmt_core.stats.equivalence; the
+# earlier cosine-ratio bar of 0.9 mapped to no physical effect, audit H4).
 # relevance.s1_share: median share of |relevance| on S1 paths at most S1's share
 # of the paths (74 / 1,200 = 0.062 at the paper's setting): "S1 carries little".
 # (The bar is computed from the path table.)
@@ -161,3 +160,31 @@ RANDOMISATION_MAX_RHO = 0.5
 DELETION_MIN_GAP = 0.0
 # ... and the paper reading's gap must exceed the strongest null's (paired).
 DELETION_MIN_MARGIN = 0.0
+
+# --- smallest effects that matter (power analysis, pmt_core.stats.power) ------------
+# A bound is "decidable at this size" when a figure this far from its bar, on
+# either side, would be decided with 80 % power (two-sided 5 %, split over the
+# bound's Holm family). Set from what each figure means, before any run was
+# analysed for power; the claim declaring the bound names its effect.
+# Recall: five points (the paper's per-class recalls differ from their bars by 2-7).
+EFFECT_RECALL = 0.05
+# S2 gain: half the paper's gain over the bar (0.182 - 0.10 = 0.08).
+EFFECT_S2_GAIN = 0.04
+# Localisation lift: a lift twice the bar's (0.10 against 0.05).
+EFFECT_LIFT = 0.05
+# Rate correlation: 0.1 of Spearman rho, the step between "weak" conventions.
+EFFECT_RHO = 0.1
+# Pitch slope: the margin itself (a truly invariant map, slope 0, is 0.25 from it).
+EFFECT_SLOPE = 0.25
+# S1 share: a fifth of S1's head count (0.2 x 0.062 = 0.012 at the paper's setting).
+EFFECT_S1_SHARE = 0.012
+# Distractor lift: the bar's allowance (0.25).
+EFFECT_DISTRACTOR = 0.25
+# Kurtosis difference: a tenth of the paper's LRP-eps mean (13.82), about 1.4.
+EFFECT_KURTOSIS = 1.4
+# Deletion gap: half a logit (a class's logit margin is of order a few logits).
+EFFECT_DELETION = 0.5
+# Randomisation rho: 0.1, as for the rate correlation.
+EFFECT_RANDOMISATION = 0.1
+# Shares of maps and of files (sign inversions, recovered rates, guard accuracies).
+EFFECT_SHARE = 0.05

@@ -11,6 +11,9 @@ The contract (``format`` ``pmt-validation-report``, version 2)::
                 "rows": [{family, claim, cells: {explainer: {measured, interval,
                                                            verdict, null}}}]},
      "regression": null or the baseline comparison,
+     "scoreboard": [{statement, claim, outcome, figure, interval, p_adjusted, power,
+                     sentence, ...}],   # pmt_core.report.scoreboard
+     "gate": {"claims", "failed", "summary"},
      "claims": [record, ...]}   # pmt_core.report.records
 
 Nothing here depends on pytest: the plugin passes the records and the run.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from pmt_core.report.paper_vs_code import PAPER_VS_CODE
 from pmt_core.report.records import to_jsonable
+from pmt_core.report.scoreboard import scoreboard
 
 FORMAT = "pmt-validation-report"
 FORMAT_VERSION = 2
@@ -29,7 +33,7 @@ GROUPS = {
     "data": "Data",
     "accuracy": "Accuracy (Table 1)",
     "relevance": "Explanations",
-    "power": "Power: do the claims reject the null explainers?",
+    "power": "Power: do the criteria accept planted oracles and reject planted adversaries?",
     "sanity": "Sanity checks",
     "scattering": "Theory checks: scattering of AM/FM tones",
     "lrp": "LRP mechanics and conservation",
@@ -118,5 +122,26 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
                                  else None),
         "versions": library_versions(), "timings_s": timings, "command": command,
         "paper_vs_code": PAPER_VS_CODE, "matrix": verdict_matrix(records),
+        "paper_reading": paper_reading(),
+        "scoreboard": scoreboard(records, paper_reading()),
+        "gate": gate_summary(records),
         "regression": None, "claims": records,
     })
+
+
+def paper_reading() -> str:
+    """Return the LRP reading the paper's text describes (the scoreboard asks it)."""
+    from pmt_core.claims.relevance import PAPER_TEXT_READING
+
+    return PAPER_TEXT_READING
+
+
+def gate_summary(records: list[dict]) -> dict:
+    """Summarise what the exit status rests on: gate claims that failed, findings apart."""
+    gate = [r for r in records if r.get("role") == "gate"]
+    failed = [r["id"] for r in records if r.get("status") in ("failed", "error")]
+    findings = [r["id"] for r in records if r.get("status") == "xfailed"]
+    return {"gate_claims": len(gate), "failed": failed, "findings_not_holding": findings,
+            "summary": (f"{len(failed)} failed of {len(records)} claims "
+                        f"({len(gate)} gate claims); {len(findings)} finding(s) that do not "
+                        "hold are reported, not failed")}

@@ -2,7 +2,10 @@
 
 One record per claim in ``reports/validation.json``::
 
-    {"id", "title", "group", "verdict", "reason", "status", "test",
+    {"id", "title", "group", "role", "verdict", "reason", "status", "test",
+     "multiplicity": {"method", "family", "family_size", "bounds"},
+     "power": {"bound", "minimum_effect", "power", "n_needed", "replicates_needed",
+               "decided", "n", "replicates"} or null, "decided_by_profile",
      "bounds": [{"figure", "op", "value", "name", "why", "verdict"}],
      "figures": {name: {"value", "interval", "method", "n", "replicates", "spread"}
                  or a plain value},
@@ -11,9 +14,11 @@ One record per claim in ``reports/validation.json``::
      "plots": [{"file", "caption"}], "explainers": {name: {...}} or null}
 
 ``verdict`` is the claim's (holds, does not hold, inconclusive, not
-applicable); ``status`` is pytest's outcome (passed, failed, xfailed, skipped,
-error). Plots are rendered once, to PNG files under ``<report dir>/figures/``,
-which the JSON names and the HTML embeds.
+applicable); ``status`` is pytest's outcome (passed, failed, xfailed for a
+finding that does not hold, skipped, error); ``role`` says which of the two a
+"does not hold" is (gate: a failure; finding: a result). Plots are rendered
+once, to PNG files under ``<report dir>/figures/``, which the JSON names and the
+HTML embeds.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pmt_core.claims.estimates import Estimate
 from pmt_core.figures.plots import figure_to_png
 from pmt_core.infra.atomic import write_bytes_atomic
+from pmt_core.stats.intervals import Estimate
 
 #: Resolution of report figures: sharp on screen at the report's width, small files.
 FIGURE_DPI = 90
@@ -95,7 +100,8 @@ def evaluation_record(evaluation, report_dir: Path) -> dict:
             measured[name] = value
     return to_jsonable({
         "id": case.id, "title": case.title, "group": case.spec.group,
-        "family": family_of(case.spec.id), "params": case.params,
+        "family": family_of(case.spec.id), "params": case.params, "role": case.spec.role,
+        "multiplicity": evaluation.multiplicity, "power": evaluation.power,
         "verdict": evaluation.verdict, "reason": evaluation.reason, "bounds": bounds,
         "figures": m.figures, "measured": measured,
         "key_figure": key.value if key is not None else None,

@@ -69,14 +69,14 @@ def format_value(value, digits: int = 3) -> str:
 
 
 def verdict_counts(claims: list[dict]) -> dict:
-    """Claims per verdict, known failures (xfailed) apart."""
-    counts = {"holds": 0, "does not hold": 0, "known not to hold": 0, "inconclusive": 0,
+    """Claims per verdict, findings that do not hold (xfailed) apart from failures."""
+    counts = {"holds": 0, "does not hold": 0, "finding: does not hold": 0, "inconclusive": 0,
               "not applicable": 0, "error": 0}
     for c in claims:
         if c.get("status") == "error" or c.get("verdict") is None:
             counts["error"] += 1
         elif c.get("status") == "xfailed":
-            counts["known not to hold"] += 1
+            counts["finding: does not hold"] += 1
         else:
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     return counts
@@ -85,13 +85,13 @@ def verdict_counts(claims: list[dict]) -> dict:
 def verdict_line(claims: list[dict]) -> str:
     """One sentence summarising the run."""
     counts = verdict_counts(claims)
-    bad = counts["does not hold"] + counts["error"]
+    bad = sum(c.get("status") in ("failed", "error") for c in claims)
     parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     if bad:
-        head = f"{bad} claim(s) do not hold or errored"
-    elif counts["known not to hold"]:
-        head = (f"No new failure; {counts['known not to hold']} claim(s) known not to hold, "
-                "each with its measured reason")
+        head = f"{bad} gate claim(s) do not hold or errored"
+    elif counts["finding: does not hold"]:
+        head = (f"The gate passes; {counts['finding: does not hold']} finding(s) about the "
+                "paper do not hold (see the scoreboard)")
     elif counts["inconclusive"]:
         head = f"No claim fails; {counts['inconclusive']} inconclusive at this size"
     else:
@@ -102,9 +102,9 @@ def verdict_line(claims: list[dict]) -> str:
 def verdict_class(claims: list[dict]) -> str:
     """CSS class of the verdict line: ``bad``, ``known`` or ``ok``."""
     counts = verdict_counts(claims)
-    if counts["does not hold"] + counts["error"]:
+    if any(c.get("status") in ("failed", "error") for c in claims):
         return "bad"
-    return "known" if counts["known not to hold"] or counts["inconclusive"] else "ok"
+    return "known" if counts["finding: does not hold"] or counts["inconclusive"] else "ok"
 
 
 def table1(claims: list[dict]) -> list[dict]:
@@ -174,7 +174,8 @@ def render_html(report: dict, report_dir: str | Path = ".") -> str:
         matrix=report.get("matrix") or {"explainers": [], "rows": []},
         table1=table1(claims), paper_vs_code=paper_vs_code, status_of=status_of,
         timings=timing_rows(report.get("timings_s") or {}),
-        drifted=set(regression.get("drifted_claims") or []), regression=regression)
+        drifted=set(regression.get("drifted_claims") or []), regression=regression,
+        paper_reading=report.get("paper_reading", "the paper's text reading"))
 
 
 def write_report(report: dict, report_dir: str | Path) -> tuple[Path, Path]:
