@@ -613,19 +613,24 @@ class Run:
         return (x.mean(dim=(0, 2)).numpy(), x.std(dim=(0, 2), unbiased=False).numpy())
 
     def explainer_inputs(self, replicate: int, *, x=None, target=None, energy=None,
-                         model=None):
+                         model=None, index=None):
         """:class:`~pmt_core.explain.explainers.ExplainerInputs` of one S1+S2 replicate.
 
-        Defaults: the test rows, the replicate's predictions, its model.
+        Defaults: the test rows, the replicate's predictions, its model; ``index``
+        selects test rows (x, energy and the rows' metadata follow it unless given).
         """
         from pmt_core.explain.explainers import ExplainerInputs
 
         trained = self.models.replicates["s1s2"][replicate]
+        rows = self.data.frame.iloc[self.data.index("test")].reset_index(drop=True)
+        pick = slice(None) if index is None else np.asarray(index)
+        if index is not None:
+            rows = rows.iloc[pick].reset_index(drop=True)
         return ExplainerInputs(
             model=trained.model if model is None else model,
-            x=self.test_inputs("s1s2") if x is None else x,
-            target=trained.test_pred if target is None else np.asarray(target),
-            energy=self.test_energy if energy is None else energy,
+            x=self.test_inputs("s1s2")[pick] if x is None else x,
+            target=trained.test_pred[pick] if target is None else np.asarray(target),
+            energy=self.test_energy[pick] if energy is None else energy, rows=rows,
             reference_mean=self.reference_mean, class_profiles=self.class_profiles,
             paths=self.compression.paths, seed=self.seed_of(replicate), device=self.device,
             input_mean=self.input_statistics[0], input_std=self.input_statistics[1])

@@ -105,3 +105,17 @@ def test_editing_feature_code_is_a_cache_miss(tmp_path, monkeypatch):
     assert edited.get("clip", (2, 3)) is None and edited.misses == 1
     # the real run's recipe carries the digest of the real modules
     assert stages.feature_recipe(torch.device("cpu"))["code"] == stages.feature_code_digest()
+
+
+@pytest.mark.slow
+def test_a_registered_explainer_sees_the_rows_it_explains(smoke):
+    # ground truth reaches a plugin's explainer: one row per explained example, the
+    # same rows for a subset (the sanity checks explain a stratified subset)
+    inputs = smoke.explainer_inputs(0)
+    assert len(inputs.rows) == inputs.x.shape[0] == len(inputs.target)
+    assert {"modulation_rate_hz", "f0_hz", "technique"} <= set(inputs.rows.columns)
+    idx = smoke.sanity_index()
+    part = smoke.explainer_inputs(0, index=idx)
+    assert len(part.rows) == part.x.shape[0] == len(idx)
+    np.testing.assert_array_equal(part.rows["modulation_rate_hz"].to_numpy(),
+                                  inputs.rows["modulation_rate_hz"].to_numpy()[idx])

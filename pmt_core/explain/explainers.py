@@ -86,6 +86,11 @@ class ExplainerInputs:
     seed : int
         Seeds the random null, SmoothGrad's noise and the re-initialisation.
     device : torch.device
+    rows : pandas.DataFrame or None
+        The explained examples' rows of the data set (one per row of ``x``: path,
+        technique, and where the data have them ``modulation_rate_hz``, ``f0_hz``,
+        ``distractor_rate_hz``), so that an explainer registered from a plugin can
+        use ground truth (a planted oracle); None where the caller has no rows.
     """
 
     model: torch.nn.Module
@@ -99,6 +104,7 @@ class ExplainerInputs:
     device: torch.device
     input_mean: np.ndarray | None = None
     input_std: np.ndarray | None = None
+    rows: object = None
 
 
 @dataclass
