@@ -262,12 +262,16 @@ def reversed_bound(bound: Bound, name: str) -> Bound:
 
 
 def power_bounds(fam: Family) -> list[Bound]:
-    """Bounds of a family's power claim: oracles meet the criterion, adversaries fail it."""
-    c = fam.criterion
-    return ([Bound(f"{o}: {c.figure}", c.op, c.value, f"accepts {o}",
-                   f"a map with the property by construction must meet '{c.name}'")
-             for o in fam.oracles]
-            + [reversed_bound(c, a) for a in fam.adversaries])
+    """Bounds of a family's power claim: oracles meet every bound, adversaries fail one.
+
+    An oracle must meet the criterion and the family's further bounds (both sides of
+    the pitch TOST, the physical order); an adversary must fail the criterion.
+    """
+    return ([Bound(f"{o}: {b.figure}", b.op, b.value, f"accepts {o}" + (
+                "" if b is fam.criterion else f" ({b.name})"),
+                   f"a map with the property by construction must meet '{b.name}'")
+             for o in fam.oracles for b in (fam.criterion, *fam.extra_bounds)]
+            + [reversed_bound(fam.criterion, a) for a in fam.adversaries])
 
 
 def power_measurement(run, fam: Family) -> Measurement:
@@ -280,6 +284,9 @@ def power_measurement(run, fam: Family) -> Measurement:
         return Measurement.skip(f"planted controls not computed on these data: {missing}")
     figures = {f"{n}: {fam.figure}": estimate(run, fam, n)
                for n in fam.oracles + fam.adversaries}
+    for n in fam.oracles:
+        for b in fam.extra_bounds:
+            figures[f"{n}: {b.figure}"] = result.figures.get(n, {}).get(b.figure)
     row = cells(run, fam)
     m = Measurement(figures=figures, explainers=row, n=result.n)
     from pmt_core.claims.core import run_context
