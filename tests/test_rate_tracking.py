@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmt_core.claims.relevance import _rate_rho
 from pmt_core.explain import relevance as R
 from pmt_core.features.scattering import path_table
+from pmt_core.stats.correlation import within_class_rho as _rate_rho
 from pmt_core.techniques import MODULATION_BAND_HZ
 
 PATHS = path_table()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
@@ -39,6 +38,7 @@ from pmt_core.explain import relevance as R
 from pmt_core.explain.explainers import EXPLAINERS, lrp_explainer_names
 from pmt_core.figures.claims import explainer_bars_figure, scatter_figure
 from pmt_core.stats import equivalence as EQ
+from pmt_core.stats.correlation import within_class_rho
 from pmt_core.stats.intervals import (
     Estimate,
     MacroMean,
@@ -263,36 +263,6 @@ def localisation(run, composite):
 
 
 # ------------------------------------------------------------- peak modulation --
-def _rate_rho(values) -> float:
-    """Mean over replicate rows of the Fisher-pooled within-class Spearman rho.
-
-    Vectorised over the rows (ranks along each row), since the bootstrap calls it
-    for every resample: the same figure as pmt_core.explain.relevance.
-    within_class_rank_correlation row by row, ties ranked by their mean.
-    """
-    peak, rate, classes = values
-    zs, ws = np.zeros(peak.shape[0]), np.zeros(peak.shape[0])
-    for c in np.unique(classes[0]):
-        cols = classes[0] == c
-        p, q = peak[:, cols], rate[:, cols]
-        ok = np.isfinite(p) & np.isfinite(q)
-        n = ok.sum(axis=1)
-        # rank only the scored entries of each row (NaN sorts last and is masked)
-        rp = stats.rankdata(np.where(ok, p, np.inf), axis=1)
-        rq = stats.rankdata(np.where(ok, q, np.inf), axis=1)
-        rp, rq = np.where(ok, rp, np.nan), np.where(ok, rq, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dp = rp - np.nanmean(rp, axis=1, keepdims=True)
-            dq = rq - np.nanmean(rq, axis=1, keepdims=True)
-            rho = np.nansum(dp * dq, 1) / np.sqrt(np.nansum(dp**2, 1) * np.nansum(dq**2, 1))
-        rho = np.where(np.isfinite(rho), rho, 0.0)  # constant within the class: no association
-        use = n >= 4
-        zs += np.where(use, np.arctanh(np.clip(rho, -0.999999, 0.999999)) * (n - 3), 0.0)
-        ws += np.where(use, n - 3, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rows = np.tanh(zs / ws)
-    rows = rows[np.isfinite(rows)]
-    return float(rows.mean()) if rows.size else math.nan
 
 
 #: Example resamples behind the class-median ordering's variance (a Python
@@ -379,7 +349,7 @@ PEAK_MODULATION = family(Family(
     AtLeast("within-class rate correlation", th.PEAK_MIN_RATE_RHO, name="follows the rate",
             effect=th.EFFECT_RHO,
             why="a class-constant map scores 0; 0.2 is the floor of a weak association"),
-    _rate_rho, _peak_modulation,
+    within_class_rho, _peak_modulation,
     extra_bounds=(AtLeast("ordered pairs", th.PEAK_MIN_ORDERED_SHARE, name="physical order",
                           why="bands fixed a priori (method.md section 6)"),),
     oracles=("oracle_rate",), adversaries=("adversary_distractor", "adversary_permuted"),

@@ -75,8 +75,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
+from pmt_core.stats.correlation import within_class_rho
 from pmt_core.stats.intervals import (
     CONFIDENCE,
     N_VARIANCE_DRAWS_GENERIC,
@@ -118,47 +119,6 @@ _GH_W = _GH_W / _GH_W.sum()
 
 
 # ------------------------------------------------------------ statistics --
-def within_class_rho(values) -> float:
-    """Mean over replicate rows of the Fisher-pooled within-class Spearman rho.
-
-    Parameters
-    ----------
-    values : tuple of numpy.ndarray, each (R, n)
-        ``(peak, rate, classes)``: per replicate and example a peak and a rate
-        (NaN: unscored) and the example's class.
-
-    Returns
-    -------
-    float
-        Per row, the Spearman rho of peak and rate within each class (scored
-        pairs only, ties at their mean rank, a constant class counting as 0),
-        pooled over classes with at least 4 pairs by Fisher's z weighted by
-        n - 3; then the mean over rows. The suite's ``_rate_rho``
-        (:mod:`pmt_core.claims.relevance`), restated here so that the statistics
-        layer does not import the claims.
-    """
-    peak, rate, classes = (np.asarray(v, dtype=np.float64) for v in values)
-    zs, ws = np.zeros(peak.shape[0]), np.zeros(peak.shape[0])
-    for c in np.unique(classes[0]):
-        cols = classes[0] == c
-        p, q = peak[:, cols], rate[:, cols]
-        ok = np.isfinite(p) & np.isfinite(q)
-        n = ok.sum(axis=1)
-        rp = stats.rankdata(np.where(ok, p, np.inf), axis=1)
-        rq = stats.rankdata(np.where(ok, q, np.inf), axis=1)
-        rp, rq = np.where(ok, rp, np.nan), np.where(ok, rq, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dp = rp - np.nanmean(rp, axis=1, keepdims=True)
-            dq = rq - np.nanmean(rq, axis=1, keepdims=True)
-            rho = np.nansum(dp * dq, 1) / np.sqrt(np.nansum(dp**2, 1) * np.nansum(dq**2, 1))
-        rho = np.where(np.isfinite(rho), rho, 0.0)
-        use = n >= 4
-        zs += np.where(use, np.arctanh(np.clip(rho, -0.999999, 0.999999)) * (n - 3), 0.0)
-        ws += np.where(use, n - 3, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rows = np.tanh(zs / ws)
-    rows = rows[np.isfinite(rows)]
-    return float(rows.mean()) if rows.size else math.nan
 
 
 def _below(x: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
