@@ -92,7 +92,7 @@ def scoreboard(records: list[dict], reading: str) -> list[dict]:
             "figure_name": key["figure"] if key else None,
             "figure": figure.get("value") if isinstance(figure, dict) else figure,
             "interval": figure.get("interval") if isinstance(figure, dict) else None,
-            "bar": f"{key['op']} {key['value']}" if key else None,
+            "bar": f"{key['op']} {_fmt(key['value'])}" if key else None,
             "power": record.get("power"),
             "beside": {k[:-len(" (beside)")]: (v.get("value") if isinstance(v, dict) else v)
                        for k, v in (record.get("figures") or {}).items()
