@@ -253,7 +253,7 @@ LOCALISATION = family(Family(
 
 
 @claim("relevance.localisation.{composite}", title="Peak S2 relevance ({composite}) lies at "
-       "each example's own modulation rate, beyond its class's rates and every null",
+       "each example's own modulation rate, beyond its class's rates",
        params={"composite": COMPOSITES}, unit="hit rate minus the permuted-rate hit rate",
        paper="relevance is localised around the modulation rate (e.g. 8 Hz trill, 32 Hz "
              "flatterzunge), section 4.2", bounds=reading_bounds(LOCALISATION))
