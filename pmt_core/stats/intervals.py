@@ -293,12 +293,8 @@ def crossed_t(values, statistic: Callable | None = None, *, strata=None, seed: i
     method = "crossed t" if n_rep > 1 else "t over examples"
     if n_ex < 2 or not math.isfinite(value):
         return Estimate(value, math.nan, math.nan, method, n_ex, per_rep, confidence=confidence)
-    if isinstance(statistic, MeanOfFinite):
-        counts = _example_counts(n_ex, strata, seed, n_draws or N_VARIANCE_DRAWS)
-        pooled, single = statistic.resampled(arrays, counts)
-    else:
-        counts = _example_counts(n_ex, strata, seed, n_draws or N_VARIANCE_DRAWS_GENERIC)
-        pooled, single = _resampled_generic(arrays, statistic, counts)
+    counts = _counts_for(statistic, n_ex, strata, seed, n_draws)
+    pooled, single = _resampled(arrays, statistic, counts)
     return _t_interval(value, per_rep, pooled, single, _units(arrays[0]), method, confidence)
 
 
@@ -325,14 +321,9 @@ def paired_t(a, b, statistic: Callable | None = None, sign: float = 1.0, *, stra
     method = "paired crossed t" if n_rep > 1 else "paired t over examples"
     if n_ex < 2 or not math.isfinite(value):
         return Estimate(value, math.nan, math.nan, method, n_ex, per_rep, confidence=confidence)
-    if isinstance(statistic, MeanOfFinite):
-        counts = _example_counts(n_ex, strata, seed, n_draws or N_VARIANCE_DRAWS)
-        pa, sa = statistic.resampled(a, counts)
-        pb, sb = statistic.resampled(b, counts)
-    else:
-        counts = _example_counts(n_ex, strata, seed, n_draws or N_VARIANCE_DRAWS_GENERIC)
-        pa, sa = _resampled_generic(a, statistic, counts)
-        pb, sb = _resampled_generic(b, statistic, counts)
+    counts = _counts_for(statistic, n_ex, strata, seed, n_draws)  # the same for both
+    pa, sa = _resampled(a, statistic, counts)
+    pb, sb = _resampled(b, statistic, counts)
     units = min(_units(a[0]), _units(b[0]))
     return _t_interval(value, per_rep, diff(pa, pb), diff(sa, sb), units, method, confidence)
 
@@ -340,6 +331,20 @@ def paired_t(a, b, statistic: Callable | None = None, sign: float = 1.0, *, stra
 def _units(values: np.ndarray) -> int:
     """Examples with a finite value for at least one replicate."""
     return int(np.isfinite(values).any(axis=0).sum())
+
+
+def _counts_for(statistic, n_ex: int, strata, seed: int, n_draws: int | None) -> np.ndarray:
+    """Return example resample counts, as many as the statistic's kind affords."""
+    default = (N_VARIANCE_DRAWS if isinstance(statistic, MeanOfFinite)
+               else N_VARIANCE_DRAWS_GENERIC)
+    return _example_counts(n_ex, strata, seed, n_draws or default)
+
+
+def _resampled(arrays, statistic, counts) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled and per-replicate figures over the resamples (vectorised where it can)."""
+    if isinstance(statistic, MeanOfFinite):
+        return statistic.resampled(arrays, counts)
+    return _resampled_generic(arrays, statistic, counts)
 
 
 def _resampled_generic(arrays, statistic, counts) -> tuple[np.ndarray, np.ndarray]:
