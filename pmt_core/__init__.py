@@ -9,6 +9,12 @@ sub-packages follow the data flow (``data`` -> ``features`` -> ``model`` ->
     run.models.replicates["s1s2"][0].model
 """
 
+# First, before numpy and torch load their kernels: the same arithmetic on every
+# x86 CPU, so that a seed gives the same figures on Intel and AMD (infra/arithmetic.py).
+from pmt_core.infra import arithmetic as _arithmetic
+
+_arithmetic.pin()
+
 from pmt_core.data.datasets import load_dataset
 from pmt_core.features.compression import LogCompression
 from pmt_core.features.grid import CarrierModulationGrid

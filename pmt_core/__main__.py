@@ -346,7 +346,8 @@ def _baseline(args) -> int:
         print(result.summary())
         # Verdict changes first, once each: they are drift lines too, not repeated.
         for change in result.verdict_changes:
-            print(f"  verdict  {change['claim']}: {change['baseline']} -> {change['current']}")
+            label = "verdict " if change.get("drift", True) else "listed  "
+            print(f"  {label} {change['claim']}: {change['baseline']} -> {change['current']}")
         for drift in result.drifts:
             if drift.kind != "verdict":
                 print(f"  drift    {drift.describe()}")

@@ -43,17 +43,18 @@ def _report(claims, seed=0, replicates=5, n_examples=600):
             "provenance": {"git_commit": "abc", "git_dirty": False}, "claims": claims}
 
 
-def _claim(claim_id, verdict="holds", bounds=(), **figures):
+def _claim(claim_id, verdict="holds", bounds=(), decided=True, **figures):
     return {"id": claim_id, "verdict": verdict, "status": "passed", "figures": figures,
+            "decided_by_profile": decided,
             "bounds": [{"figure": f, "op": op, "value": v, "name": f} for f, op, v in bounds]}
 
 
 def test_spread_sets_the_allowed_shift():
     old = {"value": 0.70, "spread": 0.05, "replicates": 5}
-    # 4 x sqrt(2 x 0.05^2 / 5) = 0.126
-    assert allowed_shift("hit rate", old, {"value": 0.80, "spread": 0.05, "replicates": 5})[0]
-    assert not allowed_shift("hit rate", old, {"value": 0.85, "spread": 0.05,
-                                               "replicates": 5})[0]
+    # SE sqrt(2 x 0.05^2 / 5) = 0.0316, df 8: t at 6.3e-5 is 7.60, so 0.240
+    assert allowed_shift("hit rate", old, {"value": 0.93, "spread": 0.05, "replicates": 5})[0]
+    ok, rule = allowed_shift("hit rate", old, {"value": 0.95, "spread": 0.05, "replicates": 5})
+    assert not ok and rule.startswith("7.6 x replicate SE (0.24)")
     # no spread: what rounding moves a deterministic figure (relative 1e-3)
     assert allowed_shift("median", {"value": 0.05}, {"value": 0.05002})[0]
     assert not allowed_shift("median", {"value": 0.05}, {"value": 0.051})[0]
@@ -98,8 +99,10 @@ def test_compare_flags_verdicts_figures_context_and_missing_claims():
                      ("a.one", "figure"), ("a.one", "verdict"), ("a.two", "verdict")]
     assert moved.notes == []
     assert moved.verdict_changes == [
-        {"claim": "a.one", "baseline": "holds", "current": "inconclusive"},
-        {"claim": "a.two", "baseline": "holds", "current": "inconclusive"}]
+        {"claim": "a.one", "baseline": "holds", "current": "inconclusive", "drift": True,
+         "decided_by_profile": True},
+        {"claim": "a.two", "baseline": "holds", "current": "inconclusive", "drift": True,
+         "decided_by_profile": True}]
     not_run = compare(base, _report([_claim("a.one", hit=_figure(0.7, 0.02, 5))]),
                       selected={"a.one"})
     assert sorted(not_run.not_run) == ["a.gone", "a.two"] and not not_run.drifts
@@ -183,14 +186,43 @@ def test_a_verdict_change_with_unchanged_figures_is_drift():
         ("verdict", "holds", "inconclusive")]
     assert result.notes == []
     assert result.to_dict()["verdict_changes"] == [
-        {"claim": "a.one", "baseline": "holds", "current": "inconclusive"}]
+        {"claim": "a.one", "baseline": "holds", "current": "inconclusive", "drift": True,
+         "decided_by_profile": True}]
+
+
+@pytest.mark.parametrize(("old", "new", "decided", "drift"), [
+    ("holds", "inconclusive", True, True),
+    ("inconclusive", "does not hold", True, True),
+    ("holds", "inconclusive", False, False),
+    ("inconclusive", "does not hold", False, False),
+    ("holds", "does not hold", False, True),
+    ("does not hold", "holds", False, True),
+    ("holds", "not applicable", False, True),
+    ("inconclusive", None, False, True),
+    ("holds", "holds", False, False),
+])
+def test_which_verdict_changes_trip_the_gate(old, new, decided, drift):
+    assert regression.verdict_change_is_drift(old, new, decided) is drift
+
+
+def test_an_undecided_claims_move_to_inconclusive_is_listed_not_drift():
+    base = make_baseline(_report([_claim("a.one", "holds", decided=False,
+                                         hit=_figure(0.7, 0.02, 5))]))
+    result = compare(base, _report([_claim("a.one", "inconclusive", decided=False,
+                                           hit=_figure(0.7, 0.02, 5))]))
+    assert not result.drifts
+    assert result.verdict_changes == [{"claim": "a.one", "baseline": "holds",
+                                       "current": "inconclusive", "drift": False,
+                                       "decided_by_profile": False}]
+    assert result.summary().startswith("no drift: 1 claims, 1 figures (1 verdict change(s)")
 
 
 def test_a_bounded_figure_may_move_at_most_its_distance_to_the_bar():
-    # Spread 0.05 over 5 replicates allows 0.126; the bar is 0.08 away.
-    def record(value, bounded=True):
+    # Spread 0.05 over 5 replicates allows 0.240; the bar is 0.08 away.
+    def record(value, bounded=True, decided=True):
         bounds = [("hit rate", "at least", 0.5)] if bounded else []
-        return _claim("a.one", bounds=bounds, **{"hit rate": _figure(value, 0.05, 5)})
+        return _claim("a.one", bounds=bounds, decided=decided,
+                      **{"hit rate": _figure(value, 0.05, 5)})
 
     base = make_baseline(_report([record(0.58)]))
     near = compare(base, _report([record(0.51)]))
@@ -198,8 +230,10 @@ def test_a_bounded_figure_may_move_at_most_its_distance_to_the_bar():
     moved = compare(base, _report([record(0.46)]))
     assert [d.key for d in moved.drifts] == ["hit rate"]
     assert "distance to its bar" in moved.drifts[0].tolerance
-    # the spread rule alone lets the same move pass
+    # the spread rule alone lets the same move pass, and so does a claim the
+    # profile is not sized to decide (its spread exceeds the distance by design)
     assert not compare(base, _report([record(0.46, bounded=False)])).drifts
+    assert not compare(base, _report([record(0.46, decided=False)])).drifts
     # a within bound: the nearer end counts; an exact count keeps the rounding floor
     old = {"value": 3.0}
     assert allowed_shift("merged", old, {"value": 3.0}, bar_distance=0.0)[0]

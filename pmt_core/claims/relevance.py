@@ -406,7 +406,10 @@ def _pitch(run) -> FamilyResult:
         degenerate = {c: r.degenerate for c, r in results.items() if r.degenerate}
         out.figures[name] = {
             "smallest class slope": smallest,
-            "classes equivalent": sum(r.outcome == "equivalent" for r in results.values()),
+            # Names, not a count: which classes pass is a per-class verdict, held by
+            # the slopes' bounds, not a figure for the baseline to compare.
+            "classes equivalent": ", ".join(c for c, r in results.items()
+                                            if r.outcome == "equivalent") or "none",
             "classes degenerate": len(degenerate)}
         if degenerate:
             out.figures[name]["degenerate"] = "; ".join(f"{c}: {why}"

@@ -94,15 +94,21 @@ MAX_DEVICE_BATCH = 64
 def feature_recipe(device: torch.device) -> dict:
     """Return what decides the bits of extracted features on ``device``.
 
-    ``{"engine", "device", "torch_threads"}``: the transform, the device kind and the
-    torch threads per scattering call (1 on the CPU; ``None`` on an accelerator). The
+    ``{"engine", "device", "torch_threads", "arithmetic"}``: the transform, the device
+    kind, the torch threads per scattering call (1 on the CPU; ``None`` on an
+    accelerator) and whether the CPU's code paths are pinned
+    (:func:`pmt_core.infra.arithmetic.fingerprint`; ``None`` on an accelerator). The
     number of workers and the batch size are not part of it: they do not change a
     clip's bits. Put it in the cache namespace so that CPU and GPU features, or
     another engine's, are never mixed.
     """
+    from pmt_core.infra import arithmetic
+
     device = torch.device(device)
+    # The FFT's rounding on the CPU follows MKL's code branch (infra/arithmetic.py).
     return {"engine": ENGINE, "device": device.type,
-            "torch_threads": 1 if device.type == "cpu" else None}
+            "torch_threads": 1 if device.type == "cpu" else None,
+            "arithmetic": arithmetic.fingerprint() if device.type == "cpu" else None}
 
 
 def _read_cache(cache, keys, shape, values, descriptors) -> list[int]:

@@ -69,11 +69,13 @@ def library_versions() -> dict:
 
 
 def provenance(device=None) -> dict:
-    """Everything above plus torch's thread count and the device, as one dict."""
+    """Everything above plus torch's thread count, the arithmetic and the device, as one dict."""
     import torch
 
+    from pmt_core.infra import arithmetic
+
     out = {**git_state(), **cpu_info(), "platform": platform.platform(),
-           "torch_threads": torch.get_num_threads()}
+           "torch_threads": torch.get_num_threads(), "arithmetic": arithmetic.state()}
     if device is not None:
         out["device"] = str(device)
         if torch.device(device).type == "cuda":
