@@ -397,12 +397,15 @@ class TwinStage:
         The source's class.
     predictions : numpy.ndarray of int, (replicates, n)
         Each S1+S2 replicate's prediction on each twin.
+    inputs : torch.Tensor or None, (n, paths, frames)
+        The twins' compressed S1+S2 inputs (band occlusion reuses them).
     """
 
     frame: pd.DataFrame
     descriptors: pd.DataFrame
     labels: np.ndarray
     predictions: np.ndarray
+    inputs: torch.Tensor | None = None
 
 
 # -------------------------------------------------------------------- run --
@@ -742,7 +745,7 @@ class Run:
                 preds = [predict_logits(m.model, compressed, device=self.device).argmax(1)
                          for m in self.models.replicates["s1s2"]]
         labels = np.array([self.data.class_names.index(t) for t in frame["technique"]])
-        return TwinStage(frame, stage.descriptors, labels, np.stack(preds))
+        return TwinStage(frame, stage.descriptors, labels, np.stack(preds), compressed)
 
     @cached_property
     def twin_descriptors(self) -> tuple[pd.DataFrame, pd.DataFrame] | None:

@@ -125,6 +125,7 @@ def test_baseline_update_and_compare(tmp_path, capsys):
     report = {"profile": "ci", "device": "cpu", "replicates": 1,
               "dataset": {"source": "synthetic", "n_examples": 3}, "settings": {"seed": 0},
               "claims": [{"id": "accuracy.s1.per_class", "status": "passed", "verdict": "holds",
+                          "decided_by_profile": True,
                           "figures": {"trill": {"value": 0.9, "interval": [0.8, 1.0]}}}]}
     run = tmp_path / "validation.json"
     run.write_text(json.dumps(report))
@@ -147,7 +148,13 @@ def test_baseline_update_and_compare(tmp_path, capsys):
     assert main(["baseline", "compare", "--json", str(run), str(base)]) == 1
     comparison = json.loads(capsys.readouterr().out)
     assert comparison["verdict_changes"] == [{"claim": "accuracy.s1.per_class",
-                                              "baseline": "holds", "current": "inconclusive"}]
+                                              "baseline": "holds", "current": "inconclusive",
+                                              "drift": True, "decided_by_profile": True}]
+    # the same change of a claim the profile is not sized to decide: listed only
+    report["claims"][0]["decided_by_profile"] = False
+    run.write_text(json.dumps(report))
+    assert main(["baseline", "compare", str(run), str(base)]) == 0
+    assert "listed   accuracy.s1.per_class: holds -> inconclusive" in capsys.readouterr().out
     assert comparison["summary"] == "1 drift(s) in 1 claims; 1 verdict change(s)"
     main(["claims", "--json"])
     listing = json.loads(capsys.readouterr().out)

@@ -10,6 +10,7 @@ from pmt_core.claims import (  # noqa: F401 - imported for their registrations
     accuracy,
     data,
     lrp,
+    model,
     power,
     relevance,
     sanity,

@@ -61,6 +61,8 @@ STATEMENTS = (
               "accuracy.s2_gain", ("gain",), "Table 1"),
     Statement("localisation", "Relevance lands at each example's modulation rate",
               "relevance.localisation.{reading}", ("tracks the rate",), "section 4.2"),
+    Statement("use", "The model uses each example's modulation rate (band occlusion)",
+              "model.uses_rate", ("uses each example's rate",), "sections 4.2-4.3"),
     Statement("rate_tracking", "The relevance peak follows the rate within a technique",
               "relevance.peak_modulation.{reading}", ("follows the rate",), "section 4.2"),
     Statement("pitch", "... regardless of pitch",

@@ -148,6 +148,13 @@ DISTRACTOR_MAX_LIFT = 1.25
 # must be above 0 (the paper's ordering, 19.22 > 13.82), by its paired interval.
 KURTOSIS_MIN_DIFFERENCE = 0.0
 
+# --- model (interventions, no explainer) -------------------------------------------
+# model.uses_rate: the band-occlusion share at each example's own rate minus its
+# expectation at the rates of its class must be above 0 (lower 95 % bound): 0 is
+# what a model that uses only class-typical rates scores, so any lift is the
+# example-specific use the paper's explanation presupposes. Set before any run.
+MODEL_USE_MIN_LIFT = 0.0
+
 # --- sanity -------------------------------------------------------------------------
 # sanity.model_randomisation / sanity.data_randomisation: mean per-example Spearman
 # rho between the trained model's maps and the randomised model's (every layer

@@ -1,0 +1,88 @@
+"""Band occlusion: bands, drops of planted models, and the within-class rate lift."""
+
+import numpy as np
+import pytest
+import torch
+
+from pmt_core.explain import occlusion as occ
+from pmt_core.features.scattering import path_table
+
+
+@pytest.fixture(scope="module")
+def paths():
+    return path_table()
+
+
+class BandModel(torch.nn.Module):
+    """Logit of every class = sum of the time-averaged inputs over chosen paths."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.weights = torch.as_tensor(weights, dtype=torch.float32)  # (classes, paths)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))  # a parameter, for the device
+
+    def forward(self, x):
+        return x.mean(dim=-1) @ self.weights.T + 0 * self.dummy
+
+
+def test_bands_partition_the_second_order_paths(paths):
+    bands = occ.s2_bands(paths)
+    members = np.concatenate(bands.members)
+    assert sorted(members) == sorted(np.flatnonzero(paths.second_order))
+    assert np.all(np.diff(bands.hz) > 0)
+    for hz, idx in zip(bands.hz, bands.members, strict=True):
+        assert np.all(paths.modulation_hz[idx] == hz)
+    near = bands.near(np.array([bands.hz[2], np.nan, -1.0]), 0.01)
+    assert near[0].sum() == 1 and near[0, 2] and not near[1:].any()
+
+
+def _inputs_with_rate(paths, bands, band_of_example, n_frames=4, seed=0):
+    """Inputs at the training mean (0) except a bump at each example's band."""
+    rng = np.random.default_rng(seed)
+    x = 0.01 * rng.standard_normal((len(band_of_example), len(paths), n_frames))
+    for i, b in enumerate(band_of_example):
+        x[i, bands.members[b], :] += 1.0
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def test_a_model_that_reads_every_band_loses_most_at_the_examples_band(paths):
+    bands = occ.s2_bands(paths)
+    n_bands = len(bands.hz)
+    band_of_example = np.arange(40) % n_bands
+    x = _inputs_with_rate(paths, bands, band_of_example)
+    model = BandModel(np.ones((2, len(paths))))
+    drops = occ.band_occlusion_drops(model, x, np.zeros(40, int), bands, np.zeros(len(paths)))
+    assert np.all(np.argmax(drops, axis=1) == band_of_example)
+    # an occluded band the model never reads costs nothing
+    s1_only = BandModel(np.where(paths.second_order, 0.0, 1.0)[None, :].repeat(2, 0))
+    none = occ.band_occlusion_drops(s1_only, x, np.zeros(40, int), bands,
+                                    np.zeros(len(paths)))
+    assert np.allclose(none, 0.0)
+    assert np.isnan(occ.drop_shares(none)).all()
+
+
+def test_rate_lift_accepts_the_examples_rate_and_rejects_the_classes():
+    rng = np.random.default_rng(1)
+    n, n_bands = 60, 8
+    classes = np.repeat([0, 1], n // 2)
+    # rates spread over four bands per class
+    band = np.where(classes == 0, rng.integers(0, 4, n), rng.integers(4, 8, n))
+    near = np.zeros((n, n_bands), bool)
+    near[np.arange(n), band] = True
+    oracle = np.full((n, n_bands), 0.01)
+    oracle[np.arange(n), band] = 1.0
+    lift, at_rate, expected = occ.rate_lift(oracle, near, classes)
+    assert np.all(lift > 0.5) and np.allclose(at_rate, 1.0)
+    # knows the class only: peaks at the class's first band whatever the example's rate
+    class_only = np.full((n, n_bands), 0.01)
+    class_only[np.arange(n), np.where(classes == 0, 0, 4)] = 1.0
+    lift_class, _, _ = occ.rate_lift(class_only, near, classes)
+    assert abs(np.mean(lift_class)) < 1e-12
+    # another example's band of the same class: right class, wrong example
+    other = np.roll(band.reshape(2, -1), 1, axis=1).ravel()
+    permuted = np.full((n, n_bands), 0.01)
+    permuted[np.arange(n), other] = 1.0
+    assert np.mean(occ.rate_lift(permuted, near, classes)[0]) < 0.1
+    # a class with a single rate has nothing to permute
+    lone = occ.rate_lift(oracle[:3], near[:3], np.array([0, 1, 1]))[0]
+    assert np.isnan(lone[0]) and np.all(np.isfinite(lone[1:]))
