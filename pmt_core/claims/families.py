@@ -157,12 +157,16 @@ class Family:
 
 
 #: Labels of the planted maps the relevance families add to the explainers (the
-#: power claims' controls): each peaks, in every example, at one S2 modulation.
+#: power claims' controls): most peak, in every example, at one S2 modulation.
 PLANTED_LABELS = {"oracle_rate": "planted oracle: peak at the example's true rate",
                   "adversary_distractor": "planted adversary: peak at the distractor's rate",
                   "adversary_permuted": "planted adversary: peak at another same-class "
                                         "example's rate",
-                  "adversary_pitch": "planted adversary: peak at f0 / 8"}
+                  "adversary_pitch": "planted adversary: peak at f0 / 8",
+                  "oracle_use": "planted oracle: band profile = its own model's occlusion "
+                                "drops",
+                  "adversary_other_model": "planted adversary: band profile = another "
+                                           "replicate's occlusion drops"}
 
 #: family id -> Family, filled by :func:`family`.
 FAMILIES: dict[str, Family] = {}

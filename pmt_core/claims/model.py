@@ -112,6 +112,10 @@ def uses_rate(run) -> Measurement:
         figures["logit drop at the rate, original minus twin"] = crossed_t(
             drop_at_rate - twin_at_rate, strata=o.true, seed=seed)
     m = Measurement(figures=figures, n=int(scored.any(axis=0).sum()))
+    if not figures["lift over permuted rates"].se > 0:
+        # every class's rates fall near the same bands: the lift is 0 by construction
+        m.inconclusive = ("the lift has no spread: within each class, the scored examples' "
+                          "rates fall near the same bands, so there is nothing to permute")
     m.detail = (
         f"Per S1+S2 replicate and correctly classified test example with a known rate: each "
         f"of the {len(o.bands.hz)} lambda2 bands (every S2 path at that lambda2) in turn "

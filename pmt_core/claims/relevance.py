@@ -38,7 +38,7 @@ from pmt_core.explain import relevance as R
 from pmt_core.explain.explainers import EXPLAINERS, lrp_explainer_names
 from pmt_core.figures.claims import explainer_bars_figure, scatter_figure
 from pmt_core.stats import equivalence as EQ
-from pmt_core.stats.correlation import within_class_rho
+from pmt_core.stats.correlation import rowwise_spearman, within_class_rho
 from pmt_core.stats.intervals import (
     Estimate,
     MacroMean,
@@ -602,6 +602,69 @@ DISTRACTOR = family(Family(
 def distractor(run, composite):
     """Relevance share near the distractor's rate over the share near random rates."""
     return reading_measurement(run, DISTRACTOR, composite)
+
+
+# -------------------------------------------------------- agreement with use --
+def _agreement_with_use(run) -> FamilyResult:
+    from pmt_core.claims.model import occlusion
+
+    v = view(run)
+    if v.n_rep < 2:
+        return FamilyResult(not_applicable="needs at least two replicates: a map is held "
+                                           "against its own model's use and the others'")
+    o = occlusion(run)
+    # every replicate explains the same (true) class: its drops and maps compare
+    agreed = v.correct.all(axis=0)
+    out = FamilyResult(strata=v.true, n=int(agreed.sum()))
+    own = [np.where(agreed[:, None], o.drops[r], np.nan) for r in range(v.n_rep)]
+    profiles = {name: [o.bands.profile(m) for m in per_rep] for name, per_rep in v.maps.items()}
+    # planted controls: a map whose band profile is its own model's drops, and one
+    # whose profile is another replicate's (right input, wrong model)
+    profiles["oracle_use"] = own
+    profiles["adversary_other_model"] = [own[(r + 1) % v.n_rep] for r in range(v.n_rep)]
+    for name, per_rep in profiles.items():
+        # agreement[r, s]: rank correlation over bands of replicate r's map with
+        # replicate s's occlusion drops, per example
+        agreement = np.stack([np.stack([rowwise_spearman(per_rep[r], own[s])
+                                        for s in range(v.n_rep)]) for r in range(v.n_rep)])
+        diagonal = agreement[np.arange(v.n_rep), np.arange(v.n_rep)]
+        others = (agreement.sum(axis=1) - diagonal) / (v.n_rep - 1)
+        out.values[name] = (diagonal - others, v.classes)
+        out.figures[name] = {"agreement with its own model's use": crossed_t(
+            (diagonal, v.classes), _macro, strata=v.true, seed=run.settings.seed)}
+    out.detail = (
+        f"Test examples every replicate classifies correctly ({out.n}): per replicate and "
+        f"example, Spearman rho over the {len(o.bands.hz)} lambda2 bands between the map's "
+        "band profile (relevance summed over each band's paths) and the band-occlusion drops "
+        "of the predicted logit (model.uses_rate); figure: rho with the replicate's own "
+        "drops minus the mean rho with the other replicates' drops, macro over classes. The "
+        "input, its energy and every other map that ignores which model it explains score "
+        "0 exactly (averaged over replicates), whatever they share with the drops: what is "
+        "left is the model-specific part of the use, the part only the model can show.")
+    return out
+
+
+AGREEMENT = family(Family(
+    "relevance.agreement_with_use",
+    AtLeast("lift over other replicates' use", th.AGREEMENT_MIN_LIFT,
+            name="shows its own model's use", effect=th.EFFECT_RHO,
+            why="a map that ignores which model it explains scores 0"),
+    _macro, _agreement_with_use, must_reject=(),
+    oracles=("oracle_use",), adversaries=("adversary_other_model",),
+    beside=("energy_raw", "input"),
+    excluded="the nulls that ignore the model score 0 by construction of the test (not of "
+             "the bar), so they cannot be shown above it; the planted controls test it."))
+
+
+@claim("relevance.agreement_with_use.{composite}", title="Relevance ({composite}) follows "
+       "its own model's use of each band (occlusion), beyond what other replicates use",
+       params={"composite": COMPOSITES},
+       unit="Spearman rho with own drops minus with other replicates' drops",
+       paper="relevance shows what the network uses (sections 4.2-4.3)",
+       bounds=reading_bounds(AGREEMENT))
+def agreement_with_use(run, composite):
+    """Model-specific agreement of a map's band profile with band-occlusion drops."""
+    return reading_measurement(run, AGREEMENT, composite)
 
 
 # ----------------------------------------------------------- kurtosis contrast --

@@ -155,6 +155,12 @@ KURTOSIS_MIN_DIFFERENCE = 0.0
 # example-specific use the paper's explanation presupposes. Set before any run.
 MODEL_USE_MIN_LIFT = 0.0
 
+# relevance.agreement_with_use: Spearman rho over lambda2 bands between a map's band
+# profile and its own model's occlusion drops, minus the same with the other
+# replicates' drops, above 0 (lower 95 % bound): a map that ignores which model
+# it explains (input, energy, random) scores exactly 0 on average over replicates.
+AGREEMENT_MIN_LIFT = 0.0
+
 # --- sanity -------------------------------------------------------------------------
 # sanity.model_randomisation / sanity.data_randomisation: mean per-example Spearman
 # rho between the trained model's maps and the randomised model's (every layer

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-__all__ = ["within_class_rho"]
+__all__ = ["rowwise_spearman", "within_class_rho"]
 
 
 def within_class_rho(values) -> float:
@@ -57,3 +57,31 @@ def within_class_rho(values) -> float:
         rows = np.tanh(zs / ws)
     rows = rows[np.isfinite(rows)]
     return float(rows.mean()) if rows.size else math.nan
+
+
+def rowwise_spearman(x, y) -> np.ndarray:
+    """Spearman rho of each row of ``x`` with the same row of ``y`` (last axis).
+
+    Parameters
+    ----------
+    x, y : array-like, (..., k)
+
+    Returns
+    -------
+    numpy.ndarray, (...)
+        NaN for a row with a non-finite value, fewer than 3 columns or no spread.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    x, y = np.broadcast_arrays(x, y)
+    if x.shape[-1] < 3:
+        return np.full(x.shape[:-1], np.nan)
+    finite = np.isfinite(x).all(axis=-1) & np.isfinite(y).all(axis=-1)
+    rx = stats.rankdata(np.where(np.isfinite(x), x, 0.0), axis=-1)
+    ry = stats.rankdata(np.where(np.isfinite(y), y, 0.0), axis=-1)
+    rx -= rx.mean(axis=-1, keepdims=True)
+    ry -= ry.mean(axis=-1, keepdims=True)
+    scale = np.sqrt((rx**2).sum(axis=-1) * (ry**2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=-1) / scale
+    return np.where(finite & (scale > 0), rho, np.nan)
