@@ -86,3 +86,23 @@ def test_rate_lift_accepts_the_examples_rate_and_rejects_the_classes():
     # a class with a single rate has nothing to permute
     lone = occ.rate_lift(oracle[:3], near[:3], np.array([0, 1, 1]))[0]
     assert np.isnan(lone[0]) and np.all(np.isfinite(lone[1:]))
+
+
+def test_model_specific_agreement_in_both_directions():
+    rng = np.random.default_rng(2)
+    n_rep, n, n_bands = 5, 80, 10
+    shared = rng.standard_normal((n, n_bands))  # what every replicate uses (the input)
+    drops = [shared + 0.7 * rng.standard_normal((n, n_bands)) for _ in range(n_rep)]
+    # a map that ignores which model it explains: lift sums to 0 over replicates
+    model_free = [shared] * n_rep
+    lift, own = occ.model_specific_agreement(model_free, drops)
+    assert abs(lift.sum(axis=0)).max() < 1e-12 and own.mean() > 0.5
+    # planted oracle: its own model's drops, noisy; adversary: another model's
+    oracle = [d + 0.3 * rng.standard_normal(d.shape) for d in drops]
+    assert occ.model_specific_agreement(oracle, drops)[0].mean() > 0.2
+    # another model's drops agree with that model (rho 1) more than with its own:
+    # lift (rho_shared - 1) / (R - 1), about -0.1 here
+    other = [drops[(r + 1) % n_rep] for r in range(n_rep)]
+    assert occ.model_specific_agreement(other, drops)[0].mean() < -0.05
+    with pytest.raises(ValueError, match="two replicates"):
+        occ.model_specific_agreement(drops[:1], drops[:1])

@@ -38,7 +38,7 @@ from pmt_core.explain import relevance as R
 from pmt_core.explain.explainers import EXPLAINERS, lrp_explainer_names
 from pmt_core.figures.claims import explainer_bars_figure, scatter_figure
 from pmt_core.stats import equivalence as EQ
-from pmt_core.stats.correlation import rowwise_spearman, within_class_rho
+from pmt_core.stats.correlation import within_class_rho
 from pmt_core.stats.intervals import (
     Estimate,
     MacroMean,
@@ -607,6 +607,7 @@ def distractor(run, composite):
 # -------------------------------------------------------- agreement with use --
 def _agreement_with_use(run) -> FamilyResult:
     from pmt_core.claims.model import occlusion
+    from pmt_core.explain.occlusion import model_specific_agreement
 
     v = view(run)
     if v.n_rep < 2:
@@ -623,15 +624,10 @@ def _agreement_with_use(run) -> FamilyResult:
     profiles["oracle_use"] = own
     profiles["adversary_other_model"] = [own[(r + 1) % v.n_rep] for r in range(v.n_rep)]
     for name, per_rep in profiles.items():
-        # agreement[r, s]: rank correlation over bands of replicate r's map with
-        # replicate s's occlusion drops, per example
-        agreement = np.stack([np.stack([rowwise_spearman(per_rep[r], own[s])
-                                        for s in range(v.n_rep)]) for r in range(v.n_rep)])
-        diagonal = agreement[np.arange(v.n_rep), np.arange(v.n_rep)]
-        others = (agreement.sum(axis=1) - diagonal) / (v.n_rep - 1)
-        out.values[name] = (diagonal - others, v.classes)
+        lift, with_own = model_specific_agreement(per_rep, own)
+        out.values[name] = (lift, v.classes)
         out.figures[name] = {"agreement with its own model's use": crossed_t(
-            (diagonal, v.classes), _macro, strata=v.true, seed=run.settings.seed)}
+            (with_own, v.classes), _macro, strata=v.true, seed=run.settings.seed)}
     out.detail = (
         f"Test examples every replicate classifies correctly ({out.n}): per replicate and "
         f"example, Spearman rho over the {len(o.bands.hz)} lambda2 bands between the map's "
