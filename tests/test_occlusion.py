@@ -6,6 +6,7 @@ import torch
 
 from pmt_core.explain import occlusion as occ
 from pmt_core.features.scattering import path_table
+from pmt_core.stats.correlation import model_specific_agreement
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +96,14 @@ def test_model_specific_agreement_in_both_directions():
     drops = [shared + 0.7 * rng.standard_normal((n, n_bands)) for _ in range(n_rep)]
     # a map that ignores which model it explains: lift sums to 0 over replicates
     model_free = [shared] * n_rep
-    lift, own = occ.model_specific_agreement(model_free, drops)
+    lift, own = model_specific_agreement(model_free, drops)
     assert abs(lift.sum(axis=0)).max() < 1e-12 and own.mean() > 0.5
     # planted oracle: its own model's drops, noisy; adversary: another model's
     oracle = [d + 0.3 * rng.standard_normal(d.shape) for d in drops]
-    assert occ.model_specific_agreement(oracle, drops)[0].mean() > 0.2
+    assert model_specific_agreement(oracle, drops)[0].mean() > 0.2
     # another model's drops agree with that model (rho 1) more than with its own:
     # lift (rho_shared - 1) / (R - 1), about -0.1 here
     other = [drops[(r + 1) % n_rep] for r in range(n_rep)]
-    assert occ.model_specific_agreement(other, drops)[0].mean() < -0.05
+    assert model_specific_agreement(other, drops)[0].mean() < -0.05
     with pytest.raises(ValueError, match="two replicates"):
-        occ.model_specific_agreement(drops[:1], drops[:1])
+        model_specific_agreement(drops[:1], drops[:1])

@@ -38,7 +38,7 @@ from pmt_core.explain import relevance as R
 from pmt_core.explain.explainers import EXPLAINERS, lrp_explainer_names
 from pmt_core.figures.claims import explainer_bars_figure, scatter_figure
 from pmt_core.stats import equivalence as EQ
-from pmt_core.stats.correlation import within_class_rho
+from pmt_core.stats.correlation import model_specific_agreement, within_class_rho
 from pmt_core.stats.intervals import (
     Estimate,
     MacroMean,
@@ -607,7 +607,6 @@ def distractor(run, composite):
 # -------------------------------------------------------- agreement with use --
 def _agreement_with_use(run) -> FamilyResult:
     from pmt_core.claims.model import occlusion
-    from pmt_core.explain.occlusion import model_specific_agreement
 
     v = view(run)
     if v.n_rep < 2:

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from pmt_core.features.scattering import PathTable
-from pmt_core.stats.correlation import rowwise_spearman
 
 
 @dataclass(frozen=True)
@@ -146,31 +145,3 @@ def rate_lift(shares, near, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray
         expected[members] = (shares[members] @ weights.T).mean(axis=1)
     return at_rate - expected, at_rate, expected
 
-
-def model_specific_agreement(profiles, drops) -> tuple[np.ndarray, np.ndarray]:
-    """Agreement of each replicate's map with its own model's use, beyond the others'.
-
-    Parameters
-    ----------
-    profiles : sequence of R arrays (examples, bands)
-        Band profiles of one explainer's maps, replicate by replicate.
-    drops : sequence of R arrays (examples, bands)
-        Each replicate's occlusion drops (NaN rows: not scored).
-
-    Returns
-    -------
-    lift, own : numpy.ndarray, (R, examples)
-        ``own[r]``: Spearman rho over bands of replicate r's profile with its own
-        drops; ``lift[r]``: ``own[r]`` minus the mean rho with the other
-        replicates' drops. A profile that does not depend on the replicate (the
-        input, its energy) has lift summing to 0 over replicates, exactly: the
-        test, not a bar, rejects it.
-    """
-    n_rep = len(drops)
-    if n_rep < 2:
-        raise ValueError("model_specific_agreement needs at least two replicates")
-    agreement = np.stack([np.stack([rowwise_spearman(profiles[r], drops[s])
-                                    for s in range(n_rep)]) for r in range(n_rep)])
-    own = agreement[np.arange(n_rep), np.arange(n_rep)]
-    others = (agreement.sum(axis=1) - own) / (n_rep - 1)
-    return own - others, own

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-__all__ = ["rowwise_spearman", "within_class_rho"]
+__all__ = ["model_specific_agreement", "rowwise_spearman", "within_class_rho"]
 
 
 def within_class_rho(values) -> float:
@@ -85,3 +85,32 @@ def rowwise_spearman(x, y) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = (rx * ry).sum(axis=-1) / scale
     return np.where(finite & (scale > 0), rho, np.nan)
+
+
+def model_specific_agreement(profiles, drops) -> tuple[np.ndarray, np.ndarray]:
+    """Agreement of each replicate's map with its own model's use, beyond the others'.
+
+    Parameters
+    ----------
+    profiles : sequence of R arrays (examples, bands)
+        Band profiles of one explainer's maps, replicate by replicate.
+    drops : sequence of R arrays (examples, bands)
+        Each replicate's occlusion drops (NaN rows: not scored).
+
+    Returns
+    -------
+    lift, own : numpy.ndarray, (R, examples)
+        ``own[r]``: Spearman rho over bands of replicate r's profile with its own
+        drops; ``lift[r]``: ``own[r]`` minus the mean rho with the other
+        replicates' drops. A profile that does not depend on the replicate (the
+        input, its energy) has lift summing to 0 over replicates, exactly: the
+        test, not a bar, rejects it.
+    """
+    n_rep = len(drops)
+    if n_rep < 2:
+        raise ValueError("model_specific_agreement needs at least two replicates")
+    agreement = np.stack([np.stack([rowwise_spearman(profiles[r], drops[s])
+                                    for s in range(n_rep)]) for r in range(n_rep)])
+    own = agreement[np.arange(n_rep), np.arange(n_rep)]
+    others = (agreement.sum(axis=1) - own) / (n_rep - 1)
+    return own - others, own
