@@ -16,7 +16,7 @@ import numpy as np
 
 from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
-from pmt_core.claims.core import AtLeast, Measurement, claim
+from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
 from pmt_core.explain import occlusion as occ
 from pmt_core.stats.intervals import MacroMean, crossed_t
 
@@ -65,57 +65,80 @@ def occlusion(run) -> Occlusion:
 _macro = MacroMean()
 
 
+USES_RATE = AtLeast("lift over permuted rates", th.MODEL_USE_MIN_LIFT,
+                    name="uses each example's rate", effect=th.EFFECT_LIFT,
+                    why="a model that uses only class-typical rates scores 0; five points "
+                        "of the occlusion effect above it, as for localisation")
+
+
+def _scored(o: Occlusion) -> np.ndarray:
+    """(replicates, examples): correctly classified, with a band near the rate."""
+    return o.correct & o.near_rate().any(axis=1)[None, :]
+
+
+def _per_band_at_rate(o: Occlusion, values: np.ndarray) -> np.ndarray:
+    """(R, n): mean of ``values`` (R, n, bands) over the bands near each scored rate."""
+    near, scored = o.near_rate(), _scored(o)
+    counts = np.maximum(near.sum(axis=1), 1)
+    out = (values * near[None]).sum(axis=2) / counts[None, :]
+    return np.where(scored, out, np.nan)
+
+
+def _lift(o: Occlusion, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, n) within-class lift and share at the rate of per-band ``shares`` (R, n, B)."""
+    near, scored = o.near_rate(), _scored(o)
+    lift = np.full(scored.shape, np.nan)
+    at_rate = np.full(scored.shape, np.nan)
+    for r in range(scored.shape[0]):
+        keep = scored[r]
+        if keep.any():
+            lifted, here, _ = occ.rate_lift(shares[r][keep], near[keep], o.true[keep])
+            lift[r, keep], at_rate[r, keep] = lifted, here
+    return lift, at_rate
+
+
+def _macro_estimate(run, o: Occlusion, values: np.ndarray):
+    classes = np.broadcast_to(o.true, values.shape).astype(float)
+    return crossed_t((values, classes), _macro, strata=o.true, seed=run.settings.seed)
+
+
+#: Why a lift without spread is not a figure: it is 0 by construction.
+_NOTHING_TO_PERMUTE = ("within each class, the scored examples' rates fall near the same "
+                       "bands: there is nothing to permute, and the lift is 0 by construction")
+
+
+def _no_rates(o: Occlusion) -> bool:
+    return o.rate is None or not np.any(o.near_rate().any(axis=1))
+
+
 @claim("model.uses_rate", title="Occluding the S2 band at each example's own modulation rate "
        "costs the model the most, beyond its class's rates",
        unit="occlusion share at the rate minus its within-class permuted expectation",
        paper="relevance lands on the modulation rate because the network uses it "
-             "(sections 4.2-4.3)",
-       bounds=[AtLeast("lift over permuted rates", th.MODEL_USE_MIN_LIFT,
-                       name="uses each example's rate", effect=th.EFFECT_LIFT,
-                       why="a model that uses only class-typical rates scores 0")])
+             "(sections 4.2-4.3)", bounds=[USES_RATE])
 def uses_rate(run) -> Measurement:
     """Within-class lift of the occlusion drop share at each example's rate."""
     o = occlusion(run)
-    if o.rate is None or not np.any(o.near_rate().any(axis=1)):
+    if _no_rates(o):
         return Measurement.skip("the data set has no per-example modulation rate near an "
                                 "S2 band")
-    near = o.near_rate()
-    shares = o.shares
-    n_rep, n = o.pred.shape
-    scored = o.correct & near.any(axis=1)[None, :]
-    lift = np.full((n_rep, n), np.nan)
-    at_rate = np.full((n_rep, n), np.nan)
-    drop_at_rate = np.full((n_rep, n), np.nan)
-    twin_at_rate = np.full((n_rep, n), np.nan)
-    counts = np.maximum(near.sum(axis=1), 1)
-    for r in range(n_rep):
-        keep = scored[r]
-        if not keep.any():
-            continue
-        lifted, here, _ = occ.rate_lift(shares[r][keep], near[keep], o.true[keep])
-        lift[r, keep], at_rate[r, keep] = lifted, here
-        drop_at_rate[r, keep] = (o.drops[r][keep] * near[keep]).sum(axis=1) / counts[keep]
-        if o.twin_drops is not None:
-            twin_at_rate[r, keep] = ((o.twin_drops[r][keep] * near[keep]).sum(axis=1)
-                                     / counts[keep])
-    classes = np.broadcast_to(o.true, (n_rep, n)).astype(float)
+    lift, at_rate = _lift(o, o.shares)
     seed = run.settings.seed
+    drop_at_rate = _per_band_at_rate(o, o.drops)
     figures = {
-        "lift over permuted rates": crossed_t((lift, classes), _macro, strata=o.true,
-                                              seed=seed),
-        "share at the rate (macro)": crossed_t((at_rate, classes), _macro, strata=o.true,
-                                               seed=seed),
+        "lift over permuted rates": _macro_estimate(run, o, lift),
+        "share at the rate (macro)": _macro_estimate(run, o, at_rate),
         "logit drop at the rate": crossed_t(drop_at_rate, strata=o.true, seed=seed)}
     if o.twin_drops is not None:
+        twin_at_rate = _per_band_at_rate(o, o.twin_drops)
         figures["logit drop at the rate, ablated twin"] = crossed_t(
             twin_at_rate, strata=o.true, seed=seed)
         figures["logit drop at the rate, original minus twin"] = crossed_t(
             drop_at_rate - twin_at_rate, strata=o.true, seed=seed)
-    m = Measurement(figures=figures, n=int(scored.any(axis=0).sum()))
     if not figures["lift over permuted rates"].se > 0:
-        # every class's rates fall near the same bands: the lift is 0 by construction
-        m.inconclusive = ("the lift has no spread: within each class, the scored examples' "
-                          "rates fall near the same bands, so there is nothing to permute")
+        return Measurement.skip(_NOTHING_TO_PERMUTE)
+    scored = _scored(o)
+    m = Measurement(figures=figures, n=int(scored.any(axis=0).sum()))
     m.detail = (
         f"Per S1+S2 replicate and correctly classified test example with a known rate: each "
         f"of the {len(o.bands.hz)} lambda2 bands (every S2 path at that lambda2) in turn "
@@ -129,6 +152,78 @@ def uses_rate(run) -> Measurement:
         "the band at the rate should then cost less.")
     m.table(_band_table(o, scored), "Mean occlusion share per band and class (correctly "
             "classified examples, all replicates): the band each technique's logit leans on")
+    return m
+
+
+def planted_drops(o: Occlusion, target_hz, seed: int = 0) -> np.ndarray:
+    """(R, n, bands) drops of a planted model that uses only the band nearest each target.
+
+    The nearest band costs 1, every other a faint seeded noise (1e-3) that breaks
+    ties; an example without a target costs noise only. The same for every
+    replicate: a planted mechanism does not depend on training.
+    """
+    rng = np.random.default_rng([seed, 29])
+    drops = 1e-3 * rng.random((len(o.true), len(o.bands.hz)))
+    target = np.asarray(target_hz, dtype=float)
+    known = np.isfinite(target) & (target > 0)
+    distance = np.abs(np.log2(np.where(known, target, 1.0))[:, None]
+                      - np.log2(o.bands.hz)[None, :])
+    drops[np.flatnonzero(known), distance[known].argmin(axis=1)] += 1.0
+    return np.broadcast_to(drops, o.drops.shape)
+
+
+#: The planted mechanisms of ``power.model.uses_rate``: (name, must pass).
+USE_CONTROLS = (("oracle_rate", True), ("adversary_permuted", False),
+                ("adversary_distractor", False))
+
+
+def _planted_targets(run, o: Occlusion) -> dict:
+    """Target rate per test example of each planted mechanism (those the data allow)."""
+    rate = np.where(np.isfinite(o.rate) & (o.rate > 0), o.rate, np.nan)
+    other = np.full(len(rate), np.nan)
+    rng = np.random.default_rng([run.settings.seed, 23])
+    for k in np.unique(o.true):
+        members = np.flatnonzero((o.true == k) & np.isfinite(rate))
+        if members.size > 1:
+            other[members] = rate[np.roll(members, rng.integers(1, members.size))]
+    out = {"oracle_rate": rate, "adversary_permuted": other}
+    distractor = run.data.column("distractor_rate_hz", "test")
+    if distractor is not None:
+        out["adversary_distractor"] = np.where(np.isfinite(distractor) & (distractor > 0),
+                                               distractor, np.nan)
+    return out
+
+
+@claim("power.model.uses_rate", title="The criterion of model.uses_rate accepts a planted "
+       "model that uses each example's rate and rejects planted models that use another "
+       "rate", unit="planted controls",
+       bounds=[AtLeast(f"{name}: {USES_RATE.figure}", USES_RATE.value,
+                       name=f"accepts {name}", why="a mechanism with the property by "
+                       "construction must meet the criterion") if passes else
+               AtMost(f"{name}: {USES_RATE.figure}", USES_RATE.value, name=f"rejects {name}",
+                      why="a mechanism that lacks the property must fail the criterion")
+               for name, passes in USE_CONTROLS])
+def uses_rate_controls(run) -> Measurement:
+    """Planted occlusion drops through the criterion of model.uses_rate."""
+    o = occlusion(run)
+    if _no_rates(o):
+        return Measurement.skip("the data set has no per-example modulation rate near an "
+                                "S2 band")
+    targets = _planted_targets(run, o)
+    missing = [name for name, _ in USE_CONTROLS if name not in targets]
+    if missing:
+        return Measurement.skip(f"planted controls not computed on these data: {missing}")
+    figures = {}
+    for name, _ in USE_CONTROLS:
+        lift, _ = _lift(o, occ.drop_shares(planted_drops(o, targets[name], run.settings.seed)))
+        figures[f"{name}: {USES_RATE.figure}"] = _macro_estimate(run, o, lift)
+    if not figures[f"oracle_rate: {USES_RATE.figure}"].se > 0:
+        return Measurement.skip(_NOTHING_TO_PERMUTE)
+    m = Measurement(figures=figures, n=int(_scored(o).any(axis=0).sum()))
+    m.detail = ("Planted mechanisms in place of the model's occlusion drops, on the same "
+                "scored examples and replicates: a model that uses only the band nearest "
+                "each example's rate (must pass), nearest another same-class example's rate "
+                "or the distractor's (must fail).")
     return m
 
 
