@@ -86,6 +86,9 @@ class Profile:
     shuffled_label_models : int
         Models retrained on shuffled training labels (Adebayo et al.'s data
         randomisation), each compared with the replicate of the same index.
+    mechanism_models : int
+        Replicates of model B, trained on tagged inputs with tag-only labels
+        (:mod:`pmt_core.explain.mechanism`), each compared with replicate k.
     decides : tuple of str
         Claim ids (fnmatch patterns) the profile is sized to decide: for these an
         inconclusive verdict fails the session. The rest are reported
@@ -102,6 +105,7 @@ class Profile:
     scattering: dict = field(default_factory=dict)
     sanity_examples: int = 64
     shuffled_label_models: int = 2
+    mechanism_models: int = 3
     decides: tuple = ()
 
     def decides_claim(self, claim_id: str) -> bool:
@@ -112,7 +116,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", dict(SMOKE_CLASS_SIZES), max_epochs=3, patience=2, replicates=2,
                      theory_cases=2, scattering=dict(SMOKE_SCATTERING), sanity_examples=8,
-                     shuffled_label_models=1),
+                     shuffled_label_models=1, mechanism_models=1),
     "ci": Profile("ci", dict(CI_CLASS_SIZES), max_epochs=60, patience=15, replicates=5,
                   theory_cases=32, decides=CI_DECIDES),
     "paper": Profile("paper", dict(PAPER_CLASS_SIZES), max_epochs=500, patience=20,

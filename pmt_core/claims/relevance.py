@@ -662,6 +662,91 @@ def agreement_with_use(run, composite):
     return reading_measurement(run, AGREEMENT, composite)
 
 
+# ------------------------------------------------------------ two mechanisms --
+def _one_hot_shares(n_bands: int, band) -> np.ndarray:
+    """(n, bands) shares 1 at ``band`` per example (none where it is negative)."""
+    band = np.asarray(band, dtype=int)
+    out = np.zeros((len(band), n_bands))
+    rows = np.flatnonzero(band >= 0)
+    out[rows, band[rows]] = 1.0
+    return out
+
+
+def _mechanism(run) -> FamilyResult:
+    from pmt_core.explain import mechanism as mech
+    from pmt_core.explain.occlusion import s2_bands
+
+    stage = run.mechanism
+    if stage is None:
+        return FamilyResult(not_applicable="too few lambda2 bands above the techniques' for "
+                                           "one tag per class")
+    v = view(run)
+    if not v.known(v.rate).any():
+        return FamilyResult(not_applicable="the data set has no per-example modulation rate")
+    bands = s2_bands(v.paths)
+    near = bands.near(np.where(v.known(v.rate), v.rate, np.nan), pr.RATE_TOL_OCTAVES)
+    n_models = stage.pred_a.shape[0]
+    both = (stage.pred_a == v.true[None, :]) & (stage.pred_b == v.true[None, :])
+    tag_band = stage.tags[v.true]
+    classes = v.classes[:n_models]
+    out = FamilyResult(strata=v.true, n=int(both.any(axis=0).sum()))
+
+    def contrast(shares_a, shares_b) -> np.ndarray:
+        c = np.stack([mech.mechanism_contrast(shares_a[k], shares_b[k], near, tag_band)
+                      for k in range(n_models)])
+        return np.where(both, c, np.nan)
+
+    for name in stage.maps_a:
+        shares = {side: [mech.band_shares(bands.profile(m)) for m in maps[name]]
+                  for side, maps in (("a", stage.maps_a), ("b", stage.maps_b))}
+        out.values[name] = (contrast(shares["a"], shares["b"]), classes)
+    # planted: each model's map at its own mechanism; one map for both; swapped
+    nearest = np.where(near.any(axis=1),
+                       np.abs(np.log2(np.where(v.known(v.rate), v.rate, 1.0))[:, None]
+                              - np.log2(bands.hz)[None, :]).argmin(axis=1), -1)
+    at_rate = [_one_hot_shares(len(bands.hz), nearest)] * n_models
+    at_tag = [_one_hot_shares(len(bands.hz), tag_band)] * n_models
+    out.values["oracle_mechanism"] = (contrast(at_rate, at_tag), classes)
+    out.values["adversary_same_map"] = (contrast(at_rate, at_rate), classes)
+    out.values["adversary_swapped"] = (contrast(at_tag, at_rate), classes)
+    b_accuracy = per_replicate_estimate(stage.b_validation_accuracy)
+    for name in out.values:
+        out.figures[name] = {"model B's validation accuracy on its tag": b_accuracy}
+    out.detail = (
+        f"Model B: {n_models} replicate(s) trained on the same inputs with a class tag added "
+        f"({mech.TAG_SD:g} training sd on every path of one lambda2 band per class, "
+        f"{', '.join(f'{bands.hz[t]:.0f}' for t in stage.tags)} Hz) and labels drawn at "
+        "random, so the tag is its only cue; model A: the trained replicates. Test inputs "
+        "carry both cues (the technique and its class's tag); scored where both models "
+        f"predict the true class ({out.n} examples). Per example: band shares of each "
+        "model's map (relevance summed per lambda2 band over the sum of |band relevance|); "
+        "figure: (A's share at the rate - B's) + (B's share at the tag - A's), macro over "
+        "classes. A map that ignores the model is the same for A and B and scores 0. The "
+        "tag lifts its band past the training range, the z-box reading's box.")
+    return out
+
+
+MECHANISM = family(Family(
+    "relevance.mechanism",
+    AtLeast("mechanism contrast", th.MECHANISM_MIN_CONTRAST,
+            name="tells the two mechanisms apart", effect=th.EFFECT_LIFT,
+            why="a map that ignores the model scores 0; five points above it"),
+    _macro, _mechanism,
+    must_reject=("random", "class_constant", "input", "energy_raw", "energy_norm"),
+    oracles=("oracle_mechanism",), adversaries=("adversary_same_map", "adversary_swapped"),
+    excluded="LRP of a randomised model differs between the two models by chance only."))
+
+
+@claim("relevance.mechanism.{composite}", title="Relevance ({composite}) shows which of two "
+       "known mechanisms its model uses (the technique's rate, or a class tag)",
+       params={"composite": COMPOSITES}, unit="share contrast between the two models' maps",
+       paper="relevance shows what the network uses (sections 4.2-4.3)",
+       bounds=reading_bounds(MECHANISM))
+def mechanism(run, composite):
+    """Contrast of model A's and model B's maps at each model's own mechanism."""
+    return reading_measurement(run, MECHANISM, composite)
+
+
 # ----------------------------------------------------------- kurtosis contrast --
 def _kurtosis(run) -> FamilyResult:
     v = view(run)

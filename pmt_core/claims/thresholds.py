@@ -163,6 +163,12 @@ MODEL_USE_MIN_LIFT = NULL_MARGIN
 # it explains (input, energy, random) scores exactly 0 on average over replicates.
 AGREEMENT_MIN_LIFT = 0.0
 
+# relevance.mechanism: (A's share at the rate - B's) + (B's share at the tag - A's)
+# for model A (the technique) and model B (a class tag only) on the same inputs, at
+# least 0.05: a map that ignores the model scores exactly 0, a map at each model's
+# own mechanism about 2; five points, as NULL_MARGIN. Set before any run.
+MECHANISM_MIN_CONTRAST = NULL_MARGIN
+
 # --- sanity -------------------------------------------------------------------------
 # sanity.model_randomisation / sanity.data_randomisation: mean per-example Spearman
 # rho between the trained model's maps and the randomised model's (every layer
