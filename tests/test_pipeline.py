@@ -20,6 +20,7 @@ from pmt_core.features.extraction import (
     scatter_cached,
 )
 from pmt_core.features.scattering import ScatteringConfig, path_table, scatter
+from pmt_core.infra import arithmetic
 from pmt_core.infra.cache import FeatureCache
 
 CONFIG = ScatteringConfig(n_samples=2**14, J=8, T=2**9)
@@ -59,7 +60,8 @@ def test_shapes_cache_misses_and_recipe(in_process, dataset):
     assert in_process.peak_rss_mib["parent"] > 0 and "worker" not in in_process.peak_rss_mib
     assert in_process.recipe == {
         "engine": ENGINE, "device": "cpu", "torch_threads": 1, "workers": 1,
-        "worker_kind": "none", "scattered_by": "workers", "batch": 1, "computed": 4}
+        "worker_kind": "none", "scattered_by": "workers", "batch": 1, "computed": 4,
+        "arithmetic": arithmetic.fingerprint()}
 
 
 def test_worker_threads_give_the_same_bits(in_process, two_threads):
@@ -176,8 +178,11 @@ def test_batch_for_free_memory():
 
 
 def test_feature_recipe_and_default_workers():
-    assert feature_recipe(CPU) == {"engine": ENGINE, "device": "cpu", "torch_threads": 1}
-    assert feature_recipe(torch.device("cuda"))["device"] == "cuda"
+    assert feature_recipe(CPU) == {"engine": ENGINE, "device": "cpu", "torch_threads": 1,
+                                   "arithmetic": arithmetic.fingerprint()}
+    cuda = feature_recipe(torch.device("cuda"))
+    # the CPU's pinned code paths do not decide a GPU's bits
+    assert cuda["device"] == "cuda" and cuda["arithmetic"] is None
     assert default_workers(CPU) == max(1, min(8, pipeline._cpu_count()))
     assert 1 <= default_workers(torch.device("cuda")) <= 8
 
