@@ -458,6 +458,11 @@ class Run:
         self.profile = get_profile(settings.profile)
         self.timings: dict[str, float] = {}
         self.started = time.perf_counter()
+        # The code a run starts with is the code that made its figures: a commit
+        # read when the report is written could be a later one.
+        from pmt_core.infra.provenance import git_state
+
+        self.code_state = git_state()
 
     # -- infrastructure --
     @contextlib.contextmanager

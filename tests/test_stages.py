@@ -7,7 +7,7 @@ import pytest
 
 from pmt_core.claims.core import VERDICTS, all_cases, evaluate
 from pmt_core.report.records import evaluation_record, to_jsonable
-from pmt_core.stages import RunSettings, replicate_seeds, run_stages
+from pmt_core.stages import Run, RunSettings, replicate_seeds, run_stages
 
 
 def test_replicate_seeds():
@@ -119,3 +119,16 @@ def test_a_registered_explainer_sees_the_rows_it_explains(smoke):
     assert len(part.rows) == part.x.shape[0] == len(idx)
     np.testing.assert_array_equal(part.rows["modulation_rate_hz"].to_numpy(),
                                   inputs.rows["modulation_rate_hz"].to_numpy()[idx])
+
+
+def test_a_run_reports_the_commit_it_started_with(monkeypatch, tmp_path):
+    from pmt_core.infra import provenance as prov
+
+    monkeypatch.setattr(prov, "git_state", lambda cwd=None: {"git_commit": "start",
+                                                             "git_dirty": False})
+    run = Run(RunSettings(profile="smoke", report_dir=str(tmp_path)), progress=False)
+    # a commit made while the run trains is not the code that made its figures
+    monkeypatch.setattr(prov, "git_state", lambda cwd=None: {"git_commit": "later",
+                                                             "git_dirty": True})
+    recorded = prov.provenance(None, code=run.code_state)
+    assert (recorded["git_commit"], recorded["git_dirty"]) == ("start", False)

@@ -68,13 +68,17 @@ def library_versions() -> dict:
             "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pandas.__version__}
 
 
-def provenance(device=None) -> dict:
-    """Everything above plus torch's thread count, the arithmetic and the device, as one dict."""
+def provenance(device=None, code: dict | None = None) -> dict:
+    """Everything above plus torch's thread count, the arithmetic and the device, as one dict.
+
+    ``code``: the :func:`git_state` recorded when the run started (read now if None).
+    """
     import torch
 
     from pmt_core.infra import arithmetic
 
-    out = {**git_state(), **cpu_info(), "platform": platform.platform(),
+    out = {**(git_state() if code is None else code), **cpu_info(),
+           "platform": platform.platform(),
            "torch_threads": torch.get_num_threads(), "arithmetic": arithmetic.state()}
     if device is not None:
         out["device"] = str(device)

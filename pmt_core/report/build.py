@@ -119,7 +119,7 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
                      "perturb": settings.perturb, "replicates": replicates},
         "dataset": dataset,
         "provenance": provenance(run.device if run is not None and "device" in run.__dict__
-                                 else None),
+                                 else None, code=getattr(run, "code_state", None)),
         "versions": library_versions(), "timings_s": timings, "command": command,
         "paper_vs_code": PAPER_VS_CODE, "matrix": verdict_matrix(records),
         "paper_reading": paper_reading(),
