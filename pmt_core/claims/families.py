@@ -163,16 +163,11 @@ PLANTED_LABELS = {"oracle_rate": "planted oracle: peak at the example's true rat
                   "adversary_permuted": "planted adversary: peak at another same-class "
                                         "example's rate",
                   "adversary_pitch": "planted adversary: peak at f0 / 8",
-                  "oracle_use": "planted oracle: band profile = its own model's occlusion "
-                                "drops",
-                  "adversary_other_model": "planted adversary: band profile = another "
-                                           "replicate's occlusion drops",
-                  "oracle_mechanism": "planted oracle: model A's map at the rate, model B's "
-                                      "at the tag",
-                  "adversary_same_map": "planted adversary: one map for both models (at the "
-                                        "rate)",
-                  "adversary_swapped": "planted adversary: model A's map at the tag, model "
-                                       "B's at the rate"}
+                  "oracle_use": "planted oracle: its own model's occlusion drops",
+                  "adversary_other_model": "planted adversary: another replicate's drops",
+                  "oracle_mechanism": "planted oracle: A at the rate, B at the tag",
+                  "adversary_same_map": "planted adversary: one map for A and B",
+                  "adversary_swapped": "planted adversary: A at the tag, B at the rate"}
 
 #: family id -> Family, filled by :func:`family`.
 FAMILIES: dict[str, Family] = {}

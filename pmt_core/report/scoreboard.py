@@ -94,7 +94,8 @@ def scoreboard(records: list[dict], reading: str) -> list[dict]:
             "interval": figure.get("interval") if isinstance(figure, dict) else None,
             "bar": f"{key['op']} {_fmt(key['value'])}" if key else None,
             "power": record.get("power"),
-            "beside": {k[:-len(" (beside)")]: (v.get("value") if isinstance(v, dict) else v)
+            "beside": {k[:-len(" (beside)")]: _rounded(v.get("value") if isinstance(v, dict)
+                                                        else v)
                        for k, v in (record.get("figures") or {}).items()
                        if k.endswith(" (beside)")},
             "decided_by_profile": bool(record.get("decided_by_profile"))})
@@ -112,6 +113,11 @@ def scoreboard(records: list[dict], reading: str) -> list[dict]:
             entry["outcome"] = NOT_SHOWN if sized else UNDECIDABLE
         entry["sentence"] = _sentence(entry)
     return entries
+
+
+def _rounded(v):
+    """``v``, with float64 rounding of an exact 0 (a sum of +-1e-18) shown as 0."""
+    return 0.0 if isinstance(v, float) and abs(v) < 1e-12 else v
 
 
 def _fmt(v) -> str:
