@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pmt_core.explain import mechanism as mech
-from pmt_core.explain.occlusion import s2_bands
+from pmt_core.explain.occlusion import band_shares, s2_bands
 from pmt_core.features.scattering import ScatteringConfig, path_table
 from pmt_core.profiles import get_profile
 from pmt_core.techniques import MODULATION_BAND_HZ
@@ -48,7 +48,7 @@ def test_contrast_accepts_each_models_own_mechanism_and_rejects_one_map_for_both
     def at(band):
         shares = 0.01 * rng.random((n, n_bands))
         shares[np.arange(n), band] += 1.0
-        return mech.band_shares(shares)
+        return band_shares(shares)
 
     own = mech.mechanism_contrast(at(rate_band), at(tag_band), near, tag_band)
     assert np.all(own > 1.8)

@@ -35,6 +35,9 @@ def test_bands_partition_the_second_order_paths(paths):
         assert np.all(paths.modulation_hz[idx] == hz)
     near = bands.near(np.array([bands.hz[2], np.nan, -1.0]), 0.01)
     assert near[0].sum() == 1 and near[0, 2] and not near[1:].any()
+    # nearest in octaves: just above band 3 (geometric mean with band 4 excluded)
+    target = np.array([bands.hz[3] * 1.01, np.nan, 0.0, 1e9])
+    assert bands.nearest(target).tolist() == [3, -1, -1, len(bands.hz) - 1]
 
 
 def _inputs_with_rate(paths, bands, band_of_example, n_frames=4, seed=0):
@@ -59,7 +62,7 @@ def test_a_model_that_reads_every_band_loses_most_at_the_examples_band(paths):
     none = occ.band_occlusion_drops(s1_only, x, np.zeros(40, int), bands,
                                     np.zeros(len(paths)))
     assert np.allclose(none, 0.0)
-    assert np.isnan(occ.drop_shares(none)).all()
+    assert np.isnan(occ.band_shares(none)).all()
 
 
 def test_rate_lift_accepts_the_examples_rate_and_rejects_the_classes():

@@ -49,7 +49,7 @@ class Occlusion:
     @property
     def shares(self) -> np.ndarray:
         """(replicates, examples, bands) drops over each example's total |drop|."""
-        return occ.drop_shares(self.drops)
+        return occ.band_shares(self.drops)
 
     def near_rate(self, tol_octaves: float = pr.RATE_TOL_OCTAVES) -> np.ndarray:
         """(examples, bands): bands within ``tol_octaves`` of each example's rate."""
@@ -164,11 +164,9 @@ def planted_drops(o: Occlusion, target_hz, seed: int = 0) -> np.ndarray:
     """
     rng = np.random.default_rng([seed, 29])
     drops = 1e-3 * rng.random((len(o.true), len(o.bands.hz)))
-    target = np.asarray(target_hz, dtype=float)
-    known = np.isfinite(target) & (target > 0)
-    distance = np.abs(np.log2(np.where(known, target, 1.0))[:, None]
-                      - np.log2(o.bands.hz)[None, :])
-    drops[np.flatnonzero(known), distance[known].argmin(axis=1)] += 1.0
+    band = o.bands.nearest(target_hz)
+    known = np.flatnonzero(band >= 0)
+    drops[known, band[known]] += 1.0
     return np.broadcast_to(drops, o.drops.shape)
 
 
@@ -215,7 +213,7 @@ def uses_rate_controls(run) -> Measurement:
         return Measurement.skip(f"planted controls not computed on these data: {missing}")
     figures = {}
     for name, _ in USE_CONTROLS:
-        lift, _ = _lift(o, occ.drop_shares(planted_drops(o, targets[name], run.settings.seed)))
+        lift, _ = _lift(o, occ.band_shares(planted_drops(o, targets[name], run.settings.seed)))
         figures[f"{name}: {USES_RATE.figure}"] = _macro_estimate(run, o, lift)
     if not figures[f"oracle_rate: {USES_RATE.figure}"].se > 0:
         return Measurement.skip(_NOTHING_TO_PERMUTE)

@@ -674,7 +674,7 @@ def _one_hot_shares(n_bands: int, band) -> np.ndarray:
 
 def _mechanism(run) -> FamilyResult:
     from pmt_core.explain import mechanism as mech
-    from pmt_core.explain.occlusion import s2_bands
+    from pmt_core.explain.occlusion import band_shares, s2_bands
 
     stage = run.mechanism
     if stage is None:
@@ -697,13 +697,11 @@ def _mechanism(run) -> FamilyResult:
         return np.where(both, c, np.nan)
 
     for name in stage.maps_a:
-        shares = {side: [mech.band_shares(bands.profile(m)) for m in maps[name]]
+        shares = {side: [band_shares(bands.profile(m)) for m in maps[name]]
                   for side, maps in (("a", stage.maps_a), ("b", stage.maps_b))}
         out.values[name] = (contrast(shares["a"], shares["b"]), classes)
     # planted: each model's map at its own mechanism; one map for both; swapped
-    nearest = np.where(near.any(axis=1),
-                       np.abs(np.log2(np.where(v.known(v.rate), v.rate, 1.0))[:, None]
-                              - np.log2(bands.hz)[None, :]).argmin(axis=1), -1)
+    nearest = np.where(near.any(axis=1), bands.nearest(v.rate), -1)
     at_rate = [_one_hot_shares(len(bands.hz), nearest)] * n_models
     at_tag = [_one_hot_shares(len(bands.hz), tag_band)] * n_models
     out.values["oracle_mechanism"] = (contrast(at_rate, at_tag), classes)

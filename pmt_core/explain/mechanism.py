@@ -59,14 +59,6 @@ def add_tag(x: torch.Tensor, labels, bands: Bands, tags: np.ndarray, input_std) 
     return out
 
 
-def band_shares(profiles: np.ndarray) -> np.ndarray:
-    """Each band's relevance over the example's total absolute band relevance."""
-    profiles = np.asarray(profiles, dtype=np.float64)
-    total = np.abs(profiles).sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, profiles / np.where(total > 0, total, 1.0), np.nan)
-
-
 def mechanism_contrast(shares_a, shares_b, near_rate, tag_band) -> np.ndarray:
     """Per example: how much better each model's map shows its own mechanism.
 
@@ -76,7 +68,8 @@ def mechanism_contrast(shares_a, shares_b, near_rate, tag_band) -> np.ndarray:
     Parameters
     ----------
     shares_a, shares_b : array-like, (examples, bands)
-        Band shares of model A's and model B's maps of the same inputs.
+        Band shares (:func:`pmt_core.explain.occlusion.band_shares`) of model A's and
+        model B's maps of the same inputs.
     near_rate : array-like of bool, (examples, bands)
     tag_band : array-like of int, (examples,)
         The tag's band of each example.

@@ -41,6 +41,14 @@ class Bands:
         maps = np.asarray(maps, dtype=np.float64)
         return np.stack([maps[:, idx].sum(axis=1) for idx in self.members], axis=1)
 
+    def nearest(self, target_hz) -> np.ndarray:
+        """(examples,) index of the band nearest each target in octaves; -1 if unknown."""
+        target = np.asarray(target_hz, dtype=np.float64)
+        known = np.isfinite(target) & (target > 0)
+        distance = np.abs(np.log2(np.where(known, target, 1.0))[:, None]
+                          - np.log2(self.hz)[None, :])
+        return np.where(known, distance.argmin(axis=1), -1)
+
     def near(self, rate_hz, tol_octaves: float) -> np.ndarray:
         """(examples, bands) bool: the band lies within ``tol_octaves`` of the rate.
 
@@ -100,12 +108,15 @@ def band_occlusion_drops(model: torch.nn.Module, x, target, bands: Bands, fill,
     return drops
 
 
-def drop_shares(drops) -> np.ndarray:
-    """Each band's drop over the example's total absolute drop (NaN where all are 0)."""
-    drops = np.asarray(drops, dtype=np.float64)
-    total = np.abs(drops).sum(axis=-1, keepdims=True)
+def band_shares(values) -> np.ndarray:
+    """Each band's value over the example's total absolute value (NaN where all are 0).
+
+    For occlusion drops and for a map's band profile (:meth:`Bands.profile`) alike.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    total = np.abs(values).sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, drops / np.where(total > 0, total, 1.0), np.nan)
+        return np.where(total > 0, values / np.where(total > 0, total, 1.0), np.nan)
 
 
 def rate_lift(shares, near, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
