@@ -12,6 +12,8 @@ modulation is gone, the same band should matter less.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from pmt_core.claims import protocol as pr
@@ -46,7 +48,7 @@ class Occlusion:
                                      self.fill)
             for r, m in enumerate(models)])
 
-    @property
+    @cached_property
     def shares(self) -> np.ndarray:
         """(replicates, examples, bands) drops over each example's total |drop|."""
         return occ.band_shares(self.drops)
