@@ -13,6 +13,7 @@ from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, Tolerance, Within, claim
 from pmt_core.explain import lrp
+from pmt_core.explain import lrp_captum as cap
 from pmt_core.explain import lrp_reference as ref
 from pmt_core.stats.intervals import crossed_t, exact, per_replicate_estimate, proportion
 
@@ -80,6 +81,80 @@ def reference_match(run, composite) -> Measurement:
                 "explained class is the replicate's prediction, top = logit. Reference: numpy "
                 "float64, batch norms merged by hand as zennit does (kept eps factor), "
                 "convolutions as unfolded matrix products.")
+    return m
+
+
+#: Composites whose layers next to the merged norms use epsilon, which merging
+#: affine layers leaves unchanged at vanishing epsilon; z+ on a convolution reads
+#: other weights once a batch norm is merged into it, so a z+ first or conv layer
+#: gives another map on the network as trained, by the rule's definition.
+MERGE_INVARIANT = tuple(c for c in cap.CAPTUM_COMPOSITES
+                        if lrp.COMPOSITES[c].first_layer_rule == lrp.COMPOSITES[c].conv_rule
+                        == "epsilon")
+
+
+def _relative_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per example max|a - b| / max|a|."""
+    return np.abs(a - b).max((1, 2)) / np.abs(a).max((1, 2))
+
+
+def _captum_errors(run, composite: str, *, canonize: bool, params=None) -> np.ndarray:
+    """Zennit against Captum on evenly spaced test examples of every S1+S2 replicate."""
+    x_all = run.test_inputs("s1s2")
+    idx = _spread(len(x_all), pr.LRP_REFERENCE_N_EXAMPLES)
+    errors = []
+    for mm in run.models.replicates["s1s2"]:
+        x, target = x_all[idx].cpu(), mm.test_pred[idx]
+        z = lrp.explain(mm.model, x, composite, target=target, dtype=torch.float64,
+                        params=params, device="cpu").relevance
+        c = cap.captum_lrp(mm.model, x, composite, target, canonize=canonize, params=params)
+        errors.append(_relative_errors(z, c))
+    return np.concatenate(errors)
+
+
+_CAPTUM_DETAIL = (f"{pr.LRP_REFERENCE_N_EXAMPLES} test examples evenly spaced over the split, "
+                  "per replicate; the explained class is the replicate's prediction, top = "
+                  "logit, float64. Captum's LRP (captum.attr.LRP), each layer's rule set "
+                  "explicitly (pmt_core.explain.lrp_captum). ")
+
+
+@claim("lrp.captum_match.{composite}", title="zennit LRP ({composite}) equals Captum's LRP, "
+       "an independent implementation", params={"composite": cap.CAPTUM_COMPOSITES},
+       unit="max relative error",
+       bounds=[AtMost("max relative error", th.REFERENCE_MAX_REL_ERR,
+                      why="same network and epsilon: float64 rounding only; a rule or wiring "
+                          "error shows at 1e-2")])
+def captum_match(run, composite) -> Measurement:
+    """Max over examples and replicates of max|R_zennit - R_captum| / max|R_zennit|."""
+    errors = _captum_errors(run, composite, canonize=True)
+    m = Measurement(figures={"max relative error": exact(errors.max(), errors.size)},
+                    n=errors.size)
+    m.detail = _CAPTUM_DETAIL + ("Captum runs on the network zennit's canonizers produce "
+                                 "(input norm folded, batch norms merged), at the "
+                                 "composite's epsilon: only the propagation differs.")
+    return m
+
+
+@claim("lrp.captum_match_as_trained.{composite}", title="zennit LRP ({composite}) at "
+       "epsilon -> 0 equals Captum's on the network as trained, batch norms un-merged",
+       params={"composite": MERGE_INVARIANT}, unit="max relative error",
+       bounds=[AtMost("max relative error", th.CAPTUM_AS_TRAINED_MAX_REL_ERR,
+                      why="LRP-0 is unchanged by merging affine layers: only zennit's kept "
+                          "batch-norm eps (1.5e-5) remains")],
+       # 1.5e-5 is the kept eps, above rounding level: left to its bar, like the
+       # canonizer's shift, not compared with a baseline in decades.
+       tolerances={"max relative error": Tolerance("bar")})
+def captum_match_as_trained(run, composite) -> Measurement:
+    """As :func:`captum_match`, with no zennit code on Captum's side (canonizers checked)."""
+    vanishing = {"epsilon": lrp.VANISHING_EPSILON, "stabilizer": lrp.VANISHING_EPSILON}
+    errors = _captum_errors(run, composite, canonize=False, params=vanishing)
+    m = Measurement(figures={"max relative error": exact(errors.max(), errors.size)},
+                    n=errors.size)
+    m.detail = _CAPTUM_DETAIL + (
+        "Captum runs on the network as trained (input norm and every batch norm their own "
+        "layers, epsilon rule), epsilon and stabilisers 1e-300 on both sides: a check of "
+        "zennit's canonizers too. Only composites with epsilon next to the merged norms: "
+        f"{', '.join(MERGE_INVARIANT)}.")
     return m
 
 

@@ -332,7 +332,8 @@ class InputNormFold(Canonizer):
         return self.__class__(self.norm_name, self.conv_name)
 
 
-def _canonizers(input_norm: str) -> list[Canonizer]:
+def canonizers(input_norm: str) -> list[Canonizer]:
+    """Fresh canonizers of every pass: the input-norm fold (``"fold"``), then the merge."""
     if input_norm not in INPUT_NORM_MODES:
         raise ValueError(f"input_norm must be one of {INPUT_NORM_MODES}, got {input_norm!r}")
     # The fold first: bn1 must then merge into the folded conv1.
@@ -447,7 +448,7 @@ class CompositeSpec:
             The factory's parameters (:attr:`defaults`), e.g. ``epsilon=1e-2``.
         """
         rule_params = self.rule_parameters(model, input_norm, **params)
-        return self.factory(canonizers=_canonizers(input_norm), **rule_params)
+        return self.factory(canonizers=canonizers(input_norm), **rule_params)
 
 
 #: Registry of composites, filled by :func:`register_composite`.
@@ -909,7 +910,7 @@ def _open_pass(
     resolved = spec.parameters(**params)
     rule_params = spec.rule_parameters(work, input_norm, **params)
     _warn_outside_box(spec, x_all, resolved)  # the box is stated on x in both modes
-    comp = spec.factory(canonizers=_canonizers(input_norm), **rule_params)
+    comp = spec.factory(canonizers=canonizers(input_norm), **rule_params)
     n_merged, n_pairs = _register_checked(comp, work, _probe_input(work, x_all.shape[-1]))
     return _Pass(work, spec, x_all, logits, tgt, resolved, rule_params, comp, n_merged, n_pairs)
 
@@ -1459,7 +1460,7 @@ def merged_logit_shift(
     -------
     float
     """
-    return _canonized_shift(model, features, _canonizers(input_norm), dtype, relative)
+    return _canonized_shift(model, features, canonizers(input_norm), dtype, relative)
 
 
 def fold_logit_shift(
