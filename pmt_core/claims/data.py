@@ -11,18 +11,14 @@ import numpy as np
 
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
+from pmt_core.data.synth import RATE_DESCRIPTOR
 from pmt_core.stats.intervals import crossed_t, minimum, proportion
 
-#: Descriptor that carries each technique's modulation: pitch for the frequency
-#: modulations (vibrato, trill), amplitude envelope for the re-articulations and
-#: amplitude modulations (tremolo, bisbigliando, flatterzunge).
-MECHANISM_DESCRIPTOR = {
-    "vibrato": "pitch_rate_hz",
-    "trill": "pitch_rate_hz",
-    "tremolo": "envelope_rate_hz",
-    "bisbigliando": "envelope_rate_hz",
-    "flatterzunge": "envelope_rate_hz",
-}
+#: Descriptor that recovers each technique's rate (one home: the synthetic
+#: generator's, pmt_core.data.synth.RATE_DESCRIPTOR): the pitch track for the
+#: frequency modulations (vibrato, trill), the power of the same partial for the
+#: re-articulations and amplitude modulations (tremolo, bisbigliando, flatterzunge).
+MECHANISM_DESCRIPTOR = RATE_DESCRIPTOR
 
 
 def _chance(context) -> float:

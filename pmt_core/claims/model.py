@@ -7,7 +7,10 @@ it removes one lambda2 band at a time and measures the explained logit's drop.
 ``model.uses_rate`` asks whether the drop is largest at each example's own rate,
 beyond the rates of its class (the same within-class permutation null as
 ``relevance.localisation``); on the modulation-ablated twins, where the
-modulation is gone, the same band should matter less.
+modulation is gone, the same band should matter less. ``model.ignores_distractor``
+asks the converse of a class-independent modulation as strong as a technique's:
+occluding its band should cost no more than occluding bands at random rates of
+its distribution, which is what makes ``relevance.distractor`` a test of maps.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
 from pmt_core.explain import occlusion as occ
-from pmt_core.stats.intervals import MacroMean, crossed_t
+from pmt_core.explain import relevance as R
+from pmt_core.stats.intervals import MacroMean, MeanOfFinite, crossed_t
 
 
 class Occlusion:
@@ -246,3 +250,101 @@ def _band_table(o: Occlusion, scored: np.ndarray) -> list[dict]:
                                                                           strict=True)})
         rows.append(row)
     return rows
+
+
+# ------------------------------------------------------------------ distractor --
+IGNORES_DISTRACTOR = AtMost("distractor lift", th.DISTRACTOR_MAX_LIFT,
+                            name="ignores the distractor", effect=th.EFFECT_DISTRACTOR,
+                            why="no more than at random rates, a quarter's allowance (as "
+                                "relevance.distractor)")
+
+
+def _distractor_scoring(run, o: Occlusion):
+    """(scored, random rates, distractor) of the test split, or None without distractors."""
+    distractor = run.data.column("distractor_rate_hz", "test")
+    if distractor is None or o.rate is None:
+        return None
+    scored, random_rates = R.distractor_scoring(distractor, o.rate, o.bands.hz,
+                                                pr.DISTRACTOR_TOL_OCTAVES, run.settings.seed)
+    return (scored, random_rates, distractor) if scored.any() else None
+
+
+def _distractor_lift(o: Occlusion, drops: np.ndarray, scoring) -> np.ndarray:
+    """(R, n) share of |drop| near the distractor over the share near random rates."""
+    scored, random_rates, distractor = scoring
+    tol = pr.DISTRACTOR_TOL_OCTAVES
+    shares = occ.band_shares(np.abs(drops))
+    at = (shares * o.bands.near(distractor, tol)[None]).sum(axis=2)
+    base = np.mean([(shares * o.bands.near(random_rates[:, j], tol)[None]).sum(axis=2)
+                    for j in range(random_rates.shape[1])], axis=0)
+    keep = o.correct & scored[None, :] & (base > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(keep, at / np.where(base > 0, base, 1.0), np.nan)
+
+
+def _mean_estimate(run, o: Occlusion, values: np.ndarray):
+    return crossed_t(values, MeanOfFinite(), strata=o.true, seed=run.settings.seed)
+
+
+_NO_DISTRACTOR = ("no correctly classified test example has a recorded distractor "
+                  "(distractor_rate_hz) over an octave from its technique's rate, with S2 "
+                  "bands near the distractor and near the random reference rates")
+
+
+@claim("model.ignores_distractor", title="Occluding the band of a class-independent "
+       "distractor costs the model no more than occluding bands at random rates",
+       unit="occlusion |drop| share at the distractor over random rates",
+       bounds=[IGNORES_DISTRACTOR])
+def ignores_distractor(run) -> Measurement:
+    """Share of the occlusion |drop| near the distractor's rate over random rates."""
+    o = occlusion(run)
+    scoring = _distractor_scoring(run, o)
+    if scoring is None:
+        return Measurement.skip(_NO_DISTRACTOR)
+    lift = _distractor_lift(o, o.drops, scoring)
+    if not np.isfinite(lift).any():
+        return Measurement.skip(_NO_DISTRACTOR)
+    m = Measurement(figures={"distractor lift": _mean_estimate(run, o, lift)},
+                    n=int(np.isfinite(lift).any(axis=0).sum()))
+    m.detail = (f"Per S1+S2 replicate and correctly classified test example whose distractor "
+                f"lies over an octave from its technique's rate: the share of the absolute "
+                f"band-occlusion drops (model.uses_rate) within {pr.DISTRACTOR_TOL_OCTAVES} "
+                f"octave of the distractor's rate, over the same share around "
+                f"{R.DISTRACTOR_RANDOM_RATES} rates drawn from the distractors' distribution "
+                "(the draws of relevance.distractor); mean over examples and replicates, "
+                "crossed t interval. 1: the distractor's band costs what any band does.")
+    return m
+
+
+#: The planted mechanisms of ``power.model.ignores_distractor``: (name, must pass).
+DISTRACTOR_CONTROLS = (("oracle_rate", True), ("adversary_distractor", False))
+
+
+@claim("power.model.ignores_distractor", title="The criterion of model.ignores_distractor "
+       "accepts a planted model that uses each example's rate and rejects one that uses "
+       "the distractor", unit="planted controls",
+       bounds=[AtMost(f"{name}: {IGNORES_DISTRACTOR.figure}", IGNORES_DISTRACTOR.value,
+                      name=f"accepts {name}", why="a mechanism that ignores the distractor "
+                      "must meet the criterion") if passes else
+               AtLeast(f"{name}: {IGNORES_DISTRACTOR.figure}", IGNORES_DISTRACTOR.value,
+                       name=f"rejects {name}", why="a mechanism that uses the distractor "
+                       "must fail the criterion")
+               for name, passes in DISTRACTOR_CONTROLS])
+def ignores_distractor_controls(run) -> Measurement:
+    """Planted occlusion drops through the criterion of model.ignores_distractor."""
+    o = occlusion(run)
+    scoring = _distractor_scoring(run, o)
+    if scoring is None:
+        return Measurement.skip(_NO_DISTRACTOR)
+    targets = _planted_targets(run, o)
+    lifts = {name: _distractor_lift(o, planted_drops(o, targets[name], run.settings.seed),
+                                    scoring) for name, _ in DISTRACTOR_CONTROLS}
+    if not all(np.isfinite(lift).any() for lift in lifts.values()):
+        return Measurement.skip(_NO_DISTRACTOR)
+    figures = {f"{name}: {IGNORES_DISTRACTOR.figure}": _mean_estimate(run, o, lift)
+               for name, lift in lifts.items()}
+    m = Measurement(figures=figures, n=int(scoring[0].sum()))
+    m.detail = ("Planted mechanisms in place of the model's occlusion drops, on the same "
+                "scored examples and replicates: a model that uses only the band nearest "
+                "each example's rate (must pass), or nearest its distractor's (must fail).")
+    return m

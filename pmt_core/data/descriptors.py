@@ -48,6 +48,8 @@ DESCRIPTOR_NAMES = (
     "pitch_rate_hz",
     "pitch_rate_salience",
     "pitch_depth_cents",
+    "partial_envelope_rate_hz",
+    "partial_envelope_rate_salience",
     "sounding_s",
     "log_spectral_flatness",
     "ltas_slope_db_per_oct",
@@ -74,7 +76,10 @@ def describe(audio: np.ndarray, sample_rate: int = 44100) -> dict[str, float]:
         envelope over the sounding note, 0.1 s trimmed at its ends, by
         subharmonic summation); ``pitch_rate_hz`` (the same for the
         instantaneous-frequency track of the strongest of the first three
-        harmonics);
+        harmonics); ``partial_envelope_rate_hz`` (the same for the log power of
+        that harmonic: an amplitude modulation of the whole note shows there,
+        while a timbral one that moves only the upper partials, such as a
+        pulsing brightness, does not);
         ``*_salience`` (power at the rate over the median power in 2-64 Hz);
         ``envelope_depth_db`` and ``pitch_depth_cents`` (standard deviation of the
         detrended tracks); ``sounding_s`` (length of the note);
@@ -119,15 +124,15 @@ def describe(audio: np.ndarray, sample_rate: int = 44100) -> dict[str, float]:
     out["envelope_depth_db"] = float(np.std(env_track))
     out["envelope_rate_hz"], out["envelope_rate_salience"] = _dominant_rate(env_track, control_rate)
 
-    pitch = _pitch_track(x, sample_rate, f0, hop, freqs, psd)
-    pitch_region = inner
-    if (
-        pitch is not None
-        and pitch_region.stop - pitch_region.start > 2 * control_rate / RATE_BAND_HZ[0]
-    ):
-        pitch_track = _detrend(pitch[pitch_region], control_rate)
+    tracks = _partial_tracks(x, sample_rate, f0, hop, freqs, psd)
+    if tracks is not None and inner.stop - inner.start > 2 * control_rate / RATE_BAND_HZ[0]:
+        pitch, power = tracks
+        pitch_track = _detrend(pitch[inner], control_rate)
         out["pitch_depth_cents"] = float(1200.0 * np.std(pitch_track))
         out["pitch_rate_hz"], out["pitch_rate_salience"] = _dominant_rate(pitch_track, control_rate)
+        partial_db = _detrend(10.0 * np.log10(power[inner] + 1e-30), control_rate)
+        out["partial_envelope_rate_hz"], out["partial_envelope_rate_salience"] = (
+            _dominant_rate(partial_db, control_rate))
     return {k: float(v) if np.isfinite(v) else 0.0 for k, v in out.items()}
 
 
@@ -239,8 +244,8 @@ def _dominant_rate(track, control_rate):
     return float(candidates[best]), float(salience)
 
 
-def _pitch_track(x, sample_rate, f0, hop, freqs, psd):
-    """log2 instantaneous frequency of one harmonic, power-weighted per ``hop``.
+def _partial_tracks(x, sample_rate, f0, hop, freqs, psd):
+    """log2 instantaneous frequency of one harmonic, power-weighted per ``hop``, and its power.
 
     The harmonic h in 1..3 maximising ``h * power`` within +-20% of ``h f0`` is
     isolated in the frequency domain (a band that holds both notes of a trill but
@@ -278,4 +283,5 @@ def _pitch_track(x, sample_rate, f0, hop, freqs, psd):
     n = len(increments) // hop
     summed = increments[: n * hop].reshape(n, hop).sum(axis=1)
     inst_freq = np.angle(summed) * sample_rate / (2.0 * np.pi)
-    return np.log2(np.clip(inst_freq, lo * 0.5, hi * 2.0))
+    power = (np.abs(analytic[: n * hop]) ** 2).reshape(n, hop).mean(axis=1)
+    return np.log2(np.clip(inst_freq, lo * 0.5, hi * 2.0)), power

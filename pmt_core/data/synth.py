@@ -58,13 +58,22 @@ peak amplitude (0-1); bisbigliando detuning between the two sources in cents.
 
 Distractors in every clip (independent of the class)
 ----------------------------------------------------
-A secondary modulation, AM or FM with probability 1/2 each, at a rate log-uniform
-in :data:`DISTRACTOR_RATE_HZ` (2-60 Hz, all classes alike) and a depth well below
-any technique's (AM 0.02-0.1 of the amplitude against the tremolo's and the
-flatterzunge's 0.4-0.95; FM 1-4 cents against the vibrato's 10-100), present over
-the whole note, twins included; and a slow level drift (a crescendo or diminuendo
-of up to 6 dB over the note). A claim can thus ask whether relevance follows the
-class's modulation rather than the distractor's.
+A *brightness* modulation: the partials above ``DISTRACTOR_SPLIT_HARMONIC`` x f0
+(between the 3rd and 4th harmonic) rise and fall together in amplitude, at a rate
+log-uniform in :data:`DISTRACTOR_RATE_HZ` (2-60 Hz, all classes alike) and a depth
+in the techniques' range (:data:`DISTRACTOR_DEPTH`, 0.4-0.9 of the upper partials'
+amplitude against the tremolo's 0.5-0.95 of the whole note), present over the whole
+note, twins included: a timbral pulsing such as a rotating loudspeaker, a pulsing
+bow pressure or a player moving against a directional microphone. It is as strong
+in the second-order coefficients of the upper carriers as a technique, so the input
+and its energy see it, while the class does not depend on it; it is of a kind that
+no technique is (a whole-note AM is a tremolo, an FM a vibrato: a class-independent
+AM or FM at the techniques' depths and rates would make a vibrato with that AM the
+same signal as a tremolo with that FM, so the class could no longer be told from the
+clip). A claim can thus ask whether relevance follows the class's modulation rather
+than the distractor's, and ``model.ignores_distractor`` whether the model does.
+Also in every clip: a slow level drift (a crescendo or diminuendo of up to 6 dB over
+the note).
 
 Nuisance parameters, drawn from one distribution for every class
 ----------------------------------------------------------------
@@ -171,10 +180,14 @@ RATE_RANGE_HZ: dict[str, tuple[float, float]] = {
     "flatterzunge": (14.0, 56.0),
 }
 
-#: Distractor modulation: rate range (Hz, log-uniform, every class alike) and
-#: depth ranges (AM: fraction of the amplitude; FM: cents, peak), log-uniform.
+#: Distractor (a brightness modulation): rate range (Hz, log-uniform, every class
+#: alike); depth range (fraction of the upper partials' amplitude, log-uniform), the
+#: techniques' AM depths; the partials it moves: those above this multiple of f0
+#: (between the 3rd and 4th harmonic, clear of both under a trill's whole tone).
+DISTRACTOR_KIND = "brightness"
 DISTRACTOR_RATE_HZ = (2.0, 60.0)
-DISTRACTOR_DEPTH = {"am": (0.02, 0.1), "fm": (1.0, 4.0)}
+DISTRACTOR_DEPTH = (0.4, 0.9)
+DISTRACTOR_SPLIT_HARMONIC = 3.5
 
 #: Ranges of the class-independent nuisance parameters (uniform unless stated).
 NOISE_DB_RANGE = (-42.0, -18.0)  # noise RMS relative to the harmonic part (dB)
@@ -474,8 +487,8 @@ class TechniqueSpec:
     ----------
     mechanism : {"fm", "am"}
         Which track shows the rate: the pitch track (``pitch_rate_hz`` of
-        :func:`pmt_core.data.descriptors.describe`) or the amplitude envelope
-        (``envelope_rate_hz``).
+        :func:`pmt_core.data.descriptors.describe`) or the amplitude envelope of
+        the same partial (``partial_envelope_rate_hz``).
     depth_range : tuple of float
         Range of ``modulation_depth`` (units: see the module docstring).
     jitter : float
@@ -515,7 +528,7 @@ TECHNIQUE_SPECS: dict[str, TechniqueSpec] = {
 
 #: The descriptor that recovers each technique's rate from the signal.
 RATE_DESCRIPTOR = {
-    name: "pitch_rate_hz" if spec.mechanism == "fm" else "envelope_rate_hz"
+    name: "pitch_rate_hz" if spec.mechanism == "fm" else "partial_envelope_rate_hz"
     for name, spec in TECHNIQUE_SPECS.items()
 }
 
@@ -576,8 +589,8 @@ def synthetic_manifest(
         mean rate), ``modulation_rate_min_hz``, ``modulation_rate_max_hz`` and
         ``modulation_drift_oct`` (the jitter-free rate curve),
         ``modulation_depth``, ``transition_s`` (technique start after the onset,
-        NaN: with the note); the distractor: ``distractor_kind`` ("am" or "fm"),
-        ``distractor_rate_hz``, ``distractor_depth`` (fraction or cents),
+        NaN: with the note); the distractor: ``distractor_kind`` ("brightness"),
+        ``distractor_rate_hz``, ``distractor_depth`` (fraction of the upper partials),
         ``level_drift_db``; the nuisance: ``dynamics``, ``mute``, ``mute_type``,
         ``onset_s``, ``duration_s``, ``noise_db``, ``tilt_db_per_oct``,
         ``decay_s`` (NaN unless plucked), ``doubled``,
@@ -638,9 +651,11 @@ def _draw_row(rng, technique, spec, families, dynamics, transition_fraction, rat
     duration = float(rng.uniform(2.5, 5.5))  # ... and last most of it
     with_transition = bool(rng.random() < transition_fraction)
     transition = float(rng.uniform(0.4, 0.5 * duration))  # the technique lasts >= half the note
-    kind = "am" if rng.random() < 0.5 else "fm"
+    # One uniform draw is kept from the former AM-or-FM choice, so that a seed draws
+    # every other parameter as before and data sets differ in the distractor only.
+    rng.random()
     distractor_rate = _log_uniform(rng, *DISTRACTOR_RATE_HZ)
-    distractor_depth = _log_uniform(rng, *DISTRACTOR_DEPTH[kind])
+    distractor_depth = _log_uniform(rng, *DISTRACTOR_DEPTH)
     decay_factor = 2.0 ** rng.uniform(-DECAY_FACTOR_OCT, DECAY_FACTOR_OCT)  # drawn for every row
     decay = ins.decay_s * decay_factor if ins.plucked else np.nan
     doubled = bool(rng.random() < DOUBLING_PROBABILITY)
@@ -658,7 +673,7 @@ def _draw_row(rng, technique, spec, families, dynamics, transition_fraction, rat
         "modulation_drift_oct": drift,
         "modulation_depth": depth,
         "transition_s": transition if with_transition else np.nan,
-        "distractor_kind": kind,
+        "distractor_kind": DISTRACTOR_KIND,
         "distractor_rate_hz": distractor_rate,
         "distractor_depth": distractor_depth,
         "level_drift_db": float(rng.uniform(*LEVEL_DRIFT_DB_RANGE)),
@@ -971,15 +986,12 @@ def synthesize(params, sample_rate: int = SAMPLE_RATE, n_samples: int = N_SAMPLE
         pitch += np.float32(weight / 1200.0) * np.sin(omega * t + np.float32(phase0))
     level_jitter_db = nuisance.uniform(-2.0, 2.0)  # player variation of the note level
 
-    # Distractor: a weak AM or FM over the whole note, twins included.
-    distractor_am = np.float32(1.0)
-    if p.distractor_kind in ("am", "fm") and p.distractor_rate > 0:
+    # Distractor: the upper partials' gain over the whole note, twins included.
+    brightness = None
+    if p.distractor_kind == DISTRACTOR_KIND and p.distractor_rate > 0:
         phase0 = stream(_STREAM_DISTRACTOR).uniform(0.0, 2 * np.pi)
         wave = np.sin(np.float32(2 * np.pi * p.distractor_rate) * t + np.float32(phase0))
-        if p.distractor_kind == "am":
-            distractor_am = 1.0 + np.float32(p.distractor_depth) * wave
-        else:
-            pitch = pitch + np.float32(p.distractor_depth / 1200.0) * wave
+        brightness = 1.0 + np.float32(p.distractor_depth) * wave
 
     amplitude, noise_shape, source_b = steady, np.float32(1.0), None
     if not p.ablated:
@@ -1031,7 +1043,10 @@ def synthesize(params, sample_rate: int = SAMPLE_RATE, n_samples: int = N_SAMPLE
                           full(pitch + own + np.float32(p.doubling_detune / 1200.0)), *timbre)
         harmonic += np.float32(10.0 ** (p.doubling_db / 20.0)) * double
 
-    envelope = shell * amplitude * distractor_am
+    if brightness is not None:
+        harmonic = _modulate_upper(harmonic, full(brightness), p.f0 * DISTRACTOR_SPLIT_HARMONIC,
+                                   sample_rate)
+    envelope = shell * amplitude
     # The note's samples (the whole clip if the note starts after its end).
     first = min(int(np.ceil(p.onset * sample_rate)), n_samples)
     last = min(int(np.ceil(end * sample_rate)), n_samples)
@@ -1054,6 +1069,19 @@ def synthesize(params, sample_rate: int = SAMPLE_RATE, n_samples: int = N_SAMPLE
     if peak > 0.99:
         out *= np.float32(0.99 / peak)
     return out.astype(np.float32, copy=False)
+
+
+def _modulate_upper(x: np.ndarray, gain: np.ndarray, split_hz: float,
+                    sample_rate: int) -> np.ndarray:
+    """``x`` with its spectrum above ``split_hz`` multiplied by ``gain`` (per sample).
+
+    An exact split (the two parts sum to ``x``); the split sits between partials,
+    so the brick wall cuts no line.
+    """
+    spectrum = np.fft.rfft(x)
+    upper = np.fft.rfftfreq(len(x), 1.0 / sample_rate) > split_hz
+    high = np.fft.irfft(np.where(upper, spectrum, 0.0), n=len(x)).astype(np.float32)
+    return x + (gain - np.float32(1.0)) * high
 
 
 def _upsample(track: np.ndarray, n_samples: int) -> np.ndarray:

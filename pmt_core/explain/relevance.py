@@ -920,6 +920,52 @@ def restrict_below(maps, paths: PathTable, max_hz) -> np.ndarray:
     return maps
 
 
+#: Rates drawn per example from the distractors' distribution: the reference a
+#: share at the distractor's own rate is compared with.
+DISTRACTOR_RANDOM_RATES = 16
+
+
+def distractor_scoring(distractor_hz, rate_hz, lambda2_hz, tol_octaves: float, seed: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Which examples the distractor criteria score, and their random reference rates.
+
+    An example is scored where its distractor lies over an octave from its
+    technique's rate (otherwise the two cannot be told apart) and some lambda2
+    lies within ``tol_octaves`` of the distractor (otherwise every score there is
+    0 and a criterion holds by construction).
+
+    Parameters
+    ----------
+    distractor_hz, rate_hz : array-like, (n,)
+        NaN or non-positive where unknown.
+    lambda2_hz : array-like
+        The transform's second-order modulation frequencies (any repeats).
+    tol_octaves : float
+    seed : int
+
+    Returns
+    -------
+    scored : numpy.ndarray of bool, (n,)
+    random_rates : numpy.ndarray, (n, DISTRACTOR_RANDOM_RATES)
+        Drawn from the known distractor rates (the same draws for every caller
+        with the same seed and data).
+    """
+    d = np.asarray(distractor_hz, dtype=np.float64)
+    r = np.asarray(rate_hz, dtype=np.float64)
+    known_d = np.isfinite(d) & (d > 0)
+    known_r = np.isfinite(r) & (r > 0)
+    scored = known_d & known_r
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scored &= np.abs(np.log2(np.where(scored, d / np.where(known_r, r, 1.0), 1.0))) > 1.0
+        lam2 = np.asarray(lambda2_hz, dtype=np.float64).ravel()
+        lam2 = lam2[np.isfinite(lam2) & (lam2 > 0)]
+        reach = np.abs(np.log2(lam2[None, :] / np.where(scored, d, 1.0)[:, None]))
+    scored &= reach.min(axis=1, initial=np.inf) <= tol_octaves
+    rng = np.random.default_rng([seed, 17])
+    pool = np.log2(d[known_d]) if known_d.any() else np.zeros(1)
+    return scored, np.exp2(rng.choice(pool, size=(len(d), DISTRACTOR_RANDOM_RATES)))
+
+
 def window_share(maps, paths: PathTable, centre_hz, tol_octaves: float) -> np.ndarray:
     """Per example, share of its S2 |relevance| on paths within ``tol_octaves`` of a rate.
 
