@@ -290,21 +290,12 @@ def _cache(args) -> int:
     return 0
 
 
-def _is_baseline_file(path: Path) -> bool:
-    from pmt_core.report.regression import FORMAT
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
-
-
 def _baseline(args) -> int:
     from pmt_core.infra.checks import check_output_path
     from pmt_core.report.regression import (
         BaselineError,
         compare,
+        is_baseline_file,
         load_baseline,
         write_baseline,
     )
@@ -313,7 +304,7 @@ def _baseline(args) -> int:
         # Checked first: the baseline replaces only an older baseline, never the
         # report it is made from or another file.
         check_output_path(args.baseline, inputs=[args.report], name="BASELINE",
-                          may_replace=_is_baseline_file)
+                          may_replace=is_baseline_file)
     try:
         report = json.loads(Path(args.report).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -120,16 +120,15 @@ def settings_from_options(config):
             raise pytest.UsageError(f"{name} must lie in [{low}, {high}), got {value}")
         return value
 
-    from pmt_core.infra.checks import CheckError, check_output_path, check_writable_folder
+    from pmt_core.infra.checks import CheckError, check_writable_folder
 
     report_dir = Path(config.getoption("--report-dir"))
     dataset = config.getoption("--dataset")
+    inputs = [] if dataset == "synthetic" else [dataset]
     try:
         check_writable_folder(report_dir, "--report-dir")
-        if dataset != "synthetic":
-            # the reports never go inside the data they describe
-            check_output_path(report_dir / "validation.json", inputs=[dataset],
-                              name="--report-dir")
+        check_run_outputs(report_dir, inputs)
+        _check_baseline_options(config, inputs, report_dir)
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
     replicates = config.getoption("--replicates")
@@ -140,6 +139,50 @@ def settings_from_options(config):
         report_dir=str(report_dir),
         replicates=None if replicates is None else integer("--replicates", 1, 1000),
         perturb=config.getoption("--perturb"))
+
+
+#: What a run writes into --report-dir (the checkpoints go beside the compression).
+RUN_OUTPUTS = ("validation.json", "validation.html", "split.csv", "models/compression.json",
+               "models/s1s2.pt")
+
+
+def check_run_outputs(report_dir: Path, inputs: list) -> None:
+    """Refuse a report folder whose outputs would land on or inside an input of the run.
+
+    A manifest kept as ``reports/split.csv``, or a data folder that holds the report
+    folder, would otherwise be overwritten by the run's own split or report.
+
+    Raises
+    ------
+    pmt_core.infra.checks.CheckError
+    """
+    from pmt_core.infra.checks import check_output_path
+
+    for name in RUN_OUTPUTS:
+        check_output_path(report_dir / name, inputs=inputs, name="--report-dir")
+
+
+def _check_baseline_options(config, inputs: list, report_dir: Path) -> None:
+    """Check --baseline and --update-baseline before any work (one write policy).
+
+    The baseline to compare with must be readable; the one to write may replace only
+    an earlier baseline (never the README, the data set's manifest or this run's own
+    report), and must be a ``.json`` file.
+    """
+    from pmt_core.infra.checks import CheckError, check_output_path
+    from pmt_core.report.regression import BaselineError, is_baseline_file, load_baseline
+
+    baseline = config.getoption("--baseline")
+    if baseline:
+        try:
+            load_baseline(baseline)
+        except BaselineError as exc:
+            raise CheckError(f"--baseline: {exc}") from None
+    target = config.getoption("--update-baseline")
+    if target:
+        own = [report_dir / name for name in RUN_OUTPUTS]
+        check_output_path(target, inputs=[*inputs, *own], name="--update-baseline",
+                          suffix=".json", may_replace=is_baseline_file)
 
 
 def _check_dataset(config) -> str:

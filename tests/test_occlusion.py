@@ -110,3 +110,54 @@ def test_model_specific_agreement_in_both_directions():
     assert model_specific_agreement(other, drops)[0].mean() < -0.05
     with pytest.raises(ValueError, match="two replicates"):
         model_specific_agreement(drops[:1], drops[:1])
+
+
+# ------------------------------------------------------------------ distractor --
+def test_distractor_scoring_keeps_distractors_apart_from_the_rate_and_near_a_band(paths):
+    from pmt_core.explain.relevance import DISTRACTOR_RANDOM_RATES, distractor_scoring
+
+    lam2 = occ.s2_bands(paths).hz
+    rate = np.array([5.0, 5.0, 5.0, np.nan, 5.0])
+    distractor = np.array([30.0, 8.0, 0.01, 30.0, np.nan])
+    scored, random_rates = distractor_scoring(distractor, rate, lam2, 0.25, seed=0)
+    # apart by over an octave and near a band / within an octave / no band near / unknown
+    assert scored.tolist() == [True, False, False, False, False]
+    assert random_rates.shape == (5, DISTRACTOR_RANDOM_RATES)
+    drawn = np.unique(np.round(random_rates, 9))
+    assert set(drawn) <= {30.0, 8.0, 0.01}
+    again, same = distractor_scoring(distractor, rate, lam2, 0.25, seed=0)
+    np.testing.assert_array_equal(random_rates, same)
+
+
+def _fake_occlusion(paths, seed=0, n=120):
+    """An Occlusion-shaped object: bands, classes, rates, all predictions right."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    bands = occ.s2_bands(paths)
+    true = np.repeat([0, 1], n // 2)
+    rate = np.where(true == 0, np.exp(rng.uniform(np.log(3), np.log(8), n)),
+                    np.exp(rng.uniform(np.log(10), np.log(25), n)))
+    distractor = np.exp(rng.uniform(np.log(2), np.log(60), n))
+    o = SimpleNamespace(bands=bands, true=true, rate=rate,
+                        correct=np.ones((3, n), bool), drops=np.zeros((3, n, len(bands.hz))))
+    run = SimpleNamespace(settings=SimpleNamespace(seed=seed),
+                          data=SimpleNamespace(column=lambda name, subset: distractor))
+    return o, run, distractor
+
+
+def test_ignores_distractor_accepts_a_rate_mechanism_and_rejects_a_distractor_one(paths):
+    from pmt_core.claims import model as mc
+    from pmt_core.claims import thresholds as th
+
+    o, run, distractor = _fake_occlusion(paths)
+    scoring = mc._distractor_scoring(run, o)
+    assert scoring is not None and scoring[0].sum() > 30
+    at_rate = mc._distractor_lift(o, mc.planted_drops(o, o.rate), scoring)
+    at_distractor = mc._distractor_lift(o, mc.planted_drops(o, distractor), scoring)
+    assert np.nanmean(at_rate) < 0.5 < th.DISTRACTOR_MAX_LIFT
+    assert np.nanmean(at_distractor) > 2 * th.DISTRACTOR_MAX_LIFT
+    # a model whose drops ignore which band is which: lift about 1
+    flat = np.broadcast_to(1.0 + 0.01 * np.random.default_rng(2).random(o.drops.shape[1:]),
+                           o.drops.shape)
+    assert abs(np.nanmean(mc._distractor_lift(o, flat, scoring)) - 1.0) < 0.1

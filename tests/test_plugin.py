@@ -137,3 +137,48 @@ def test_bad_options_are_one_usage_line(project):
     (project.path / "afile").write_text("x")
     result = _run(project, "--report-dir", "afile")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_baseline_options_are_checked_before_any_work(project):
+    # a baseline to compare with that is missing or not a baseline: one line, at once
+    result = _run(project, "--baseline", "missing.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--baseline: no baseline file at missing.json*"])
+    readme = project.path / "README.md"
+    readme.write_text("the user's notes\n")
+    result = _run(project, "--baseline", "README.md")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    # the baseline to write replaces an earlier baseline only
+    for target, says in (("README.md", "must end in .json"),
+                         ("notes.json", "is not an earlier output of this kind"),
+                         ("reports/validation.json", "is an input of this run")):
+        if target == "notes.json":
+            (project.path / target).write_text('{"mine": 1}')
+        result = _run(project, "--update-baseline", target)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, target
+        result.stderr.fnmatch_lines([f"*--update-baseline*{says}*"])
+        assert not (project.path / "reports" / "validation.json").exists()
+    assert readme.read_text() == "the user's notes\n"
+    assert json.loads((project.path / "notes.json").read_text()) == {"mine": 1}
+    # an earlier baseline may be replaced, and compared with in the same run
+    assert _run(project, "-k", "good", "--update-baseline", "base.json").ret == 0
+    result = _run(project, "-k", "good", "--baseline", "base.json",
+                  "--update-baseline", "base.json")
+    assert result.ret == 0
+
+
+def test_a_run_never_writes_onto_its_own_inputs(tmp_path):
+    from pmt_core.infra.checks import CheckError
+    from pmt_core.pytest_plugin import check_run_outputs
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    manifest = reports / "split.csv"  # a manifest kept where the run writes its split
+    manifest.write_text("path,technique\n")
+    with pytest.raises(CheckError, match="is an input of this run"):
+        check_run_outputs(reports, [manifest])
+    with pytest.raises(CheckError, match="inside the input folder"):
+        check_run_outputs(reports, [tmp_path])  # the data folder holds the reports
+    check_run_outputs(reports, [tmp_path / "elsewhere.csv"])
+    check_run_outputs(reports, [])
+    assert manifest.read_text() == "path,technique\n"

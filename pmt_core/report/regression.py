@@ -276,6 +276,15 @@ def make_baseline(report: dict) -> dict:
             "context": run_context(report), "claims": claims}
 
 
+def is_baseline_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a baseline this module wrote (the only file one may replace)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
 def write_baseline(report: dict, path: str | Path) -> Path:
     """Write the baseline of ``report`` to ``path`` atomically; return the path."""
     return write_text_atomic(path, json.dumps(make_baseline(report), indent=1, allow_nan=False))
