@@ -192,12 +192,16 @@ def _check_dataset(config) -> str:
     if dataset == "synthetic":
         return "synthetic"
     from pmt_core.data.datasets import load_dataset
+    from pmt_core.data.split import check_split, has_split
     from pmt_core.infra.checks import CheckError
 
     try:
-        return load_dataset(dataset).attrs.get("source", "files")
+        frame = load_dataset(dataset)
+        if has_split(frame):
+            check_split(frame)
     except CheckError as exc:
         raise pytest.UsageError(f"--dataset: {exc}") from None
+    return frame.attrs.get("source", "files")
 
 
 def pytest_generate_tests(metafunc):

@@ -152,6 +152,27 @@ def test_given_split_is_kept_whatever_the_seed():
     assert assign_split(df, 5)["subset"].tolist() == ["test", "training", "validation"]
 
 
+@pytest.mark.parametrize(("subsets", "says"), [
+    (["training", "training", "validation"], "subset 'test' is empty"),
+    (["test", "test", "validation"], "no training example"),
+])
+def test_a_split_that_cannot_be_used_is_refused_before_any_work(subsets, says):
+    from pmt_core.infra.checks import CheckError
+
+    df = pd.DataFrame({"technique": ["trill"] * 3, "subset": subsets})
+    with pytest.raises(CheckError, match=says):
+        assign_split(df, 0)
+
+
+def test_a_class_missing_from_test_is_named():
+    from pmt_core.infra.checks import CheckError
+
+    df = pd.DataFrame({"technique": ["trill"] * 3 + ["vibrato"] * 2,
+                       "subset": ["training", "validation", "test", "training", "validation"]})
+    with pytest.raises(CheckError, match="class 'vibrato' has no test example"):
+        assign_split(df, 0)
+
+
 def test_manifest_missing_file(tmp_path):
     pd.DataFrame({"path": ["gone.wav"], "technique": ["trill"]}).to_csv(
         tmp_path / "m.csv", index=False

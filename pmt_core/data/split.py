@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pmt_core.infra.atomic import atomic_path
+from pmt_core.infra.checks import CheckError
 
 SUBSETS = ("training", "validation", "test")
 
@@ -22,6 +23,25 @@ SUBSETS = ("training", "validation", "test")
 def has_split(frame: pd.DataFrame) -> bool:
     """Whether every row of ``frame`` already names its subset."""
     return "subset" in frame and bool(frame["subset"].isin(SUBSETS).all())
+
+
+def check_split(frame: pd.DataFrame) -> None:
+    """Refuse a split a run cannot use: an empty subset, a class missing from training or test.
+
+    Raises
+    ------
+    CheckError
+        One line naming every problem, so a manifest's own split fails before any
+        work rather than as dozens of claim errors after training.
+    """
+    problems = [f"subset {name!r} is empty" for name in SUBSETS
+                if not (frame["subset"] == name).any()]
+    for technique, rows in frame.groupby("technique", sort=True)["subset"]:
+        for name in ("training", "test"):
+            if not (rows == name).any():
+                problems.append(f"class {technique!r} has no {name} example")
+    if problems:
+        raise CheckError("the data set's split cannot be used: " + "; ".join(problems))
 
 
 def assign_split(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -40,8 +60,15 @@ def assign_split(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
         A data set from :mod:`pmt_core.data.datasets` or :mod:`pmt_core.data.synth`.
     seed : int
         The run's seed.
+
+    Raises
+    ------
+    CheckError
+        If the data set's own split leaves a subset empty or a class out of
+        training or test (:func:`check_split`).
     """
     if has_split(frame):
+        check_split(frame)
         return frame
     group_by = None if frame.attrs.get("source") == "synthetic" else "instrument"
     out = split_dataset(frame, seed=seed, group_by=group_by)
