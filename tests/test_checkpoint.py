@@ -251,6 +251,16 @@ def test_class_count_not_matching_outputs(saved):
         load_checkpoint(saved)
 
 
+def test_class_names_that_would_drive_a_terminal_are_refused(saved):
+    # an escape sequence that clears the screen, a carriage return that forges a line
+    for bad in ("\x1b[2Jtrill", "trill\rvibrato (p = 1.000)"):
+        rewrite(saved, lambda payload, bad=bad: payload["metadata"].update(
+            class_names=[bad, "b", "c"]))
+        with pytest.raises(CheckpointError, match="printable") as info:
+            load_checkpoint(saved)
+        assert "\x1b" not in str(info.value) and "\r" not in str(info.value)
+
+
 def test_missing_state_dict_entry(saved):
     rewrite(saved, lambda payload: payload["state_dict"].pop("fc2.weight"))
     with pytest.raises(CheckpointError, match="does not fit"):

@@ -163,3 +163,11 @@ def test_baseline_update_and_compare(tmp_path, capsys):
     assert main(["claims", "--group", "nosuch"]) == 2
     assert main(["baseline", "compare", str(run), str(tmp_path / "none.json")]) == 2
     assert "no baseline file" in capsys.readouterr().err
+
+
+def test_one_line_shows_control_characters_as_escapes():
+    from pmt_core.infra.checks import one_line
+
+    text = one_line("cannot read \x1b[2Jtake.wav\r\nerror: forged\tline")
+    assert text == "cannot read \\x1b[2Jtake.wav error: forged\\tline"
+    assert text.isprintable()

@@ -37,8 +37,15 @@ class CheckError(ValueError):
 
 
 def one_line(message: object) -> str:
-    """Return ``message`` as a single line (newlines folded), for stderr and logs."""
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    """Return ``message`` as a single line for stderr and logs.
+
+    Newlines are folded and every other character a terminal would act on (escape
+    sequences that clear the screen or forge a line, carriage returns) is shown as
+    its Python escape: messages quote file names and class names from the user's data.
+    """
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def _describe(value) -> str:

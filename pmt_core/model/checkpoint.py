@@ -93,6 +93,10 @@ def _check_class_names(class_names) -> tuple[str, ...]:
         raise CheckError(f"class names must be a list of strings, got {class_names!r}")
     if not all(isinstance(name, str) and name.strip() for name in class_names):
         raise CheckError(f"class names must be non-empty strings, got {list(class_names)}")
+    # They are printed and rendered: a control character could drive the terminal.
+    unprintable = [name for name in class_names if not name.isprintable()]
+    if unprintable:
+        raise CheckError(f"class names must be printable text, got {unprintable!r}")
     # Repeated names would map two outputs to one key: probabilities collapse.
     return tuple(check_unique(class_names, "class names"))
 
