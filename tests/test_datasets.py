@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,42 @@ def test_real_authors_csv_reproduced(tmp_path):
 
 
 # -------------------------------------------------------------- SOL tree --
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and symbolic links")
+def test_sol_tree_with_special_files_neither_hangs_nor_crashes(tmp_path):
+    good = tmp_path / "Strings" / "Viola" / "tremolo"
+    for i in range(3):
+        _wav(good / f"Va-trem-C{i + 2}-mf.wav")
+    os.mkfifo(good / "fifo.wav")  # opening it would block for ever
+    (good / "dangling.wav").symlink_to(tmp_path / "gone.wav")
+    (good / "loop.wav").symlink_to(good / "loop.wav")
+    (good / "device.wav").symlink_to("/dev/zero")  # reading it never ends
+    os.symlink(b"Va-\xff-C4.wav", os.fsencode(good) + b"/Va-\xff-C4.wav")  # not UTF-8
+    # a technique folder that is a link is followed; a link back up is walked once
+    elsewhere = tmp_path.parent / (tmp_path.name + "-flutes")
+    for i in range(2):
+        _wav(elsewhere / f"Fl-flatt-D{i + 4}-mf.flac")
+    (tmp_path / "Flutes" / "Flute").mkdir(parents=True)
+    (tmp_path / "Flutes" / "Flute" / "flatterzunge").symlink_to(elsewhere)
+    (good / "up").symlink_to(tmp_path)
+    df = load_dataset(tmp_path)
+    assert df["technique"].value_counts().to_dict() == {"tremolo": 3, "flatterzunge": 2}
+    reasons = sorted(entry.rsplit(" (", 1)[1] for entry in df.attrs["ignored"])
+    assert reasons == ["dangling or looping link)", "dangling or looping link)",
+                       "name is not UTF-8)", "not a regular file)", "not a regular file)"]
+
+
+def test_manifest_names_why_a_file_cannot_be_used(tmp_path):
+    _wav(tmp_path / "a.wav")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "b.wav")
+    pd.DataFrame({"path": ["a.wav", "b.wav", "c.wav"],
+                  "technique": ["trill"] * 3}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DatasetError, match=r"c.wav' \(missing\)") as info:
+        load_dataset(tmp_path / "m.csv")
+    if hasattr(os, "mkfifo"):
+        assert "b.wav' (not a regular file)" in str(info.value)
+
+
 def test_sol_tree_maps_folders_and_ignores_others(tmp_path):
     for i in range(5):
         _wav(tmp_path / "Strings" / "Viola" / "tremolo" / f"Va-trem-C{i + 2}-mf.wav")

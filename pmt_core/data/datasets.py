@@ -5,7 +5,9 @@ Every loader returns one row per audio file with at least the columns ``path``
 :data:`pmt_core.techniques.TECHNIQUES`), ``subset`` (training, validation, test),
 ``instrument``, ``family``, ``f0_hz`` and ``modulation_rate_hz`` (NaN when
 unknown), and ``attrs``: ``source`` ("manifest", "authors_csv" or "sol_tree"),
-``path``, ``n_ignored`` and ``ignored`` (relative paths of the files left out).
+``path``, ``n_ignored`` and ``ignored`` (relative paths of the files left out,
+each with the reason in parentheses where it is not the layout: not a regular
+file, a dangling or looping link, unreadable, a name that is not UTF-8).
 A data set may hold any subset of the five techniques.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -214,16 +217,63 @@ def _load_csv(csv_path: Path) -> pd.DataFrame:
     return _finish(df, "manifest", csv_path, [])
 
 
+def _unusable(full: Path, name: str) -> str | None:
+    """Why a candidate audio file cannot be read (None: it can), without opening it.
+
+    Opening a FIFO blocks and opening a device reads forever: only regular files,
+    reached through links that resolve, readable, with a UTF-8 name, are used.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not UTF-8"
+    try:
+        info = os.stat(full)  # follows links
+    except OSError:
+        return "dangling or looping link" if os.path.islink(full) else "cannot be read"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if not os.access(full, os.R_OK):
+        return "not readable"
+    return None
+
+
+def _walk(root: Path):
+    """``os.walk`` that follows linked folders (a technique folder may be a link) once each.
+
+    A link back to a folder already walked (a loop, or the same folder twice) is
+    pruned, so the walk ends on any tree.
+    """
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames.sort()
+        yield dirpath, sorted(filenames)
+
+
 def _load_sol_tree(root: Path) -> pd.DataFrame:
     rows, ignored = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
+    for dirpath, filenames in _walk(root):
+        for name in filenames:
             if name.startswith("."):
                 continue  # macOS resource forks and other hidden files
             full = Path(dirpath) / name
             rel = full.relative_to(root)
             if full.suffix.lower() not in AUDIO_SUFFIXES:
+                continue
+            reason = _unusable(full, name)
+            if reason is not None:
+                ignored.append(f"{rel.as_posix()!a} ({reason})" if reason.startswith("name")
+                               else f"{rel.as_posix()} ({reason})")
                 continue
             parts = rel.parts
             if len(parts) != 4 or parts[2] not in TECHNIQUE_FOLDERS:
@@ -265,9 +315,14 @@ def _check_names(df: pd.DataFrame, where: Path, check_subset: bool = True) -> No
 
 
 def _check_files(df: pd.DataFrame, where: Path) -> None:
-    missing = [p for p in df["path"] if not os.path.isfile(p)]
-    if missing:
-        raise DatasetError(f"{where}: {len(missing)} audio file(s) missing, e.g. {missing[:3]}")
+    problems = []
+    for p in df["path"]:
+        reason = "missing" if not os.path.lexists(p) else _unusable(Path(p), Path(p).name)
+        if reason is not None:
+            problems.append(f"{p!a} ({reason})")
+    if problems:
+        raise DatasetError(f"{where}: {len(problems)} audio file(s) cannot be used, e.g. "
+                           + ", ".join(problems[:3]))
 
 
 def _csv_lines(df: pd.DataFrame) -> list[str]:
