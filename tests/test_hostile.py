@@ -109,6 +109,11 @@ AUDIO_REFUSED = [
          r"\(4410, 2\).*\(frames, channels\).*mean\(axis=1\)"),
     case(HANG, "mono-channels-last", "mono read with always_2d=True, (frames, 1)",
          "AudioError naming the shape and the fix", np.zeros((4410, 1)), SR, r"\(4410, 1\)"),
+    case(HANG, "sixteen-channels-last", "one second of 16-channel audio, (frames, 16): "
+         "was one clip per frame, 44,100 clips", "AudioError naming the layout",
+         np.zeros((SR, 16)), SR, r"\(44100, 16\).*\(frames, channels\)"),
+    case(HANG, "many-channels-last", "0.1 s of a 256-microphone array, (frames, 256)",
+         "AudioError naming the layout", np.zeros((4410, 256)), SR, r"\(frames, channels\)"),
     case(HANG, "eight-channels-last", "an 8-channel file as (frames, 8)",
          "AudioError naming the shape", np.zeros((44100, 8)), SR, r"\(44100, 8\)"),
     case(TRACE, "three-axes", "a (1, 2, 100) array", "AudioError: average multi-channel audio",
@@ -157,6 +162,18 @@ def test_audio_refused_where_it_enters(audio, sr, message):
     with pytest.raises(CheckError, match=message) as error:
         prepare_signals(audio, sr, SR, 1024)
     assert "\n" not in str(error.value)
+
+
+def test_unsigned_samples_lose_their_offset():
+    # 8-bit WAV is offset binary: silence is 128. Kept, the offset was a DC term that
+    # the normalisation divided into the signal (features off by a factor of ~34).
+    t = np.arange(4096) / SR
+    wave = np.sin(2 * np.pi * 440 * t)
+    as_uint8 = np.round(128 + 100 * wave).astype(np.uint8)
+    as_int16 = np.round(100 * 256 * wave).astype(np.int16)
+    np.testing.assert_allclose(prepare_signals(as_uint8, SR, SR, 4096),
+                               prepare_signals(as_int16, SR, SR, 4096), atol=0.02)
+    assert abs(prepare_signals(as_uint8, SR, SR, 4096).mean()) < 0.01
 
 
 def test_channels_last_refusal_is_immediate():

@@ -16,10 +16,12 @@ from pmt_core.infra.checks import CheckError, check_positive_int, check_sample_r
 #: damaged or the file is not a recording (a 1 Hz "recording" resampled to 44.1 kHz
 #: would ask for 44,100 output samples per input sample).
 FILE_RATE_RANGE = (1000, 768000)
-#: Longest channels-last axis treated as channels: a 2-D array whose second axis has
-#: at most this many entries and whose first axis is longer is multichannel audio in
-#: ``soundfile.read``'s (frames, channels) layout, never a batch of mono clips.
-MAX_CHANNELS = 8
+#: Shortest clip a batch row can be (seconds). Any channel count in use (stereo to
+#: hundreds of microphones) is fewer samples than this, and no recording of a
+#: technique is shorter: a 2-D array whose second axis is shorter and whose first
+#: axis is longer is multichannel audio in ``soundfile.read``'s (frames, channels)
+#: layout, never a batch of mono clips.
+MIN_CLIP_S = 0.01
 #: Peak levels outside ``[1 / SAFE_PEAK, SAFE_PEAK]`` are brought to 1 before taking
 #: the standard deviation: squaring 1e200 overflows to inf (the clip would become
 #: silence), squaring 1e-200 underflows to 0 (same). Within the range the arithmetic
@@ -128,6 +130,10 @@ def _as_real_array(audio) -> np.ndarray:
     if kind not in "iuf":
         raise AudioError(f"audio must be numeric samples, got dtype {array.dtype}; ragged or "
                          "mixed lists give object arrays: pass equal-length float signals")
+    if kind == "u":
+        # Unsigned PCM is offset binary (8-bit WAV): silence sits at the midpoint, and
+        # keeping the offset would add a DC term many times the signal.
+        return array.astype(np.float64) - float(2 ** (8 * array.dtype.itemsize - 1))
     return array.astype(np.float64, copy=False)
 
 
@@ -140,10 +146,12 @@ def prepare_signals(audio, sample_rate: int, expected_rate: int, n_samples: int)
         One signal (samples,) or a batch (examples, samples) of mono signals, of a
         real numeric dtype (integer PCM is fine: the normalisation is scale-free).
         Multichannel audio must be averaged first (``load_audio`` does it). A 2-D
-        input whose second axis has 1 to :data:`MAX_CHANNELS` entries and whose
-        first axis is longer is ``soundfile.read``'s (frames, channels) layout and
-        is refused: read as a batch it would be one clip per frame (hours of work
-        for 0.1 s of audio). Average it with ``audio.mean(axis=1)``.
+        input whose second axis is shorter than :data:`MIN_CLIP_S` of samples
+        (any channel count) and whose first axis is longer is ``soundfile.read``'s
+        (frames, channels) layout and is refused: read as a batch it would be one
+        clip per frame (hours of work for 0.1 s of audio). Average it with
+        ``audio.mean(axis=1)``. Unsigned integer samples are offset binary (8-bit
+        WAV): their midpoint is removed.
     sample_rate : int
         Sample rate of ``audio``; a whole positive number equal to ``expected_rate``.
     expected_rate : int
@@ -186,7 +194,7 @@ def prepare_signals(audio, sample_rate: int, expected_rate: int, n_samples: int)
             f"{signals.shape}; average multi-channel audio to mono first"
         )
     rows, columns = signals.shape
-    if 1 <= columns <= MAX_CHANNELS and rows > columns:
+    if 1 <= columns < MIN_CLIP_S * sample_rate and rows > columns:
         raise AudioError(
             f"audio of shape {signals.shape} looks like multi-channel audio in (frames, "
             f"channels) layout, as soundfile.read returns it; average it to mono first "
