@@ -99,6 +99,31 @@ def pytest_configure(config):
         config.pluginmanager.register(ClaimRecorder(config), "pmt-recorder")
 
 
+def pytest_unconfigure(config):
+    """Give the report folder back."""
+    lock = getattr(config, "pmt_lock", None)
+    if lock is not None:
+        lock.release()
+
+
+def _lock_report_dir(config) -> None:
+    """Hold the report folder for this run: two runs would mix their reports and models.
+
+    Taken once claims are collected (a unit-test session never writes a report),
+    before any work; a busy folder ends the session with one usage line.
+    """
+    from pmt_core.infra.atomic import FolderBusy, FolderLock
+
+    report_dir = config.pmt_settings.report_dir
+    try:
+        config.pmt_lock = FolderLock(report_dir).acquire()
+    except FolderBusy as exc:
+        pytest.exit(f"--report-dir: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    except OSError as exc:
+        pytest.exit(f"--report-dir: cannot lock {report_dir}: {exc}",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 def settings_from_options(config):
     """:class:`pmt_core.stages.RunSettings` from the command line, checked.
 
@@ -253,6 +278,8 @@ class ClaimRecorder:
             case = getattr(getattr(item, "callspec", None), "params", {}).get("claim_case")
             if hasattr(case, "spec"):
                 self.selected.add(case.id)
+        if self.selected:
+            _lock_report_dir(config)
 
     # -- evaluation ---------------------------------------------------------
     def check(self, case, run) -> None:

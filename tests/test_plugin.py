@@ -182,3 +182,31 @@ def test_a_run_never_writes_onto_its_own_inputs(tmp_path):
     check_run_outputs(reports, [tmp_path / "elsewhere.csv"])
     check_run_outputs(reports, [])
     assert manifest.read_text() == "path,technique\n"
+
+
+def test_a_report_folder_belongs_to_one_run_at_a_time(project):
+    import subprocess
+    import sys
+
+    from pmt_core.infra.atomic import LOCK_NAME
+
+    reports = project.path / "reports"
+    reports.mkdir()
+    # another live process holds the folder
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pmt_core.infra.atomic import FolderLock; "
+         f"FolderLock({str(reports)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = _run(project, "-k", "good")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stdout.fnmatch_lines([f"*being written by another run (process {holder.pid})*"])
+        assert not (reports / "validation.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without cleaning up: the folder is free again
+    assert (reports / LOCK_NAME).exists()
+    assert _run(project, "-k", "good").ret == 0
+    assert (reports / "validation.json").exists()

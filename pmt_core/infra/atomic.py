@@ -68,3 +68,50 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = True)
     with atomic_path(path) as tmp:
         _write(tmp, data, fsync)
     return Path(path)
+
+
+#: Name of the lock file a run holds in its report folder.
+LOCK_NAME = ".pmt-run.lock"
+
+
+class FolderBusy(RuntimeError):
+    """Another live process holds the folder's lock."""
+
+
+class FolderLock:
+    """An exclusive, advisory lock on a folder, held while a run writes into it.
+
+    ``flock`` on ``folder/.pmt-run.lock``: the operating system releases it when the
+    process ends, however it ends, so a crashed run never leaves the folder locked.
+    Where ``fcntl`` is missing (Windows) the lock is a no-op.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock; raise :class:`FolderBusy` naming the holder if it is taken."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise FolderBusy(f"{self.path.parent} is being written by another run (process "
+                             f"{holder}); wait for it or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (the lock file stays: removing it would race a waiter)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
