@@ -364,7 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     from pmt_core.infra.checks import CheckError, one_line
     from pmt_core.report.regression import BaselineError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        # no command at all: the help is the answer, not a usage error
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline, "claims": _claims,
                 "stats": _stats}
     try:

@@ -171,3 +171,11 @@ def test_one_line_shows_control_characters_as_escapes():
     text = one_line("cannot read \x1b[2Jtake.wav\r\nerror: forged\tline")
     assert text == "cannot read \\x1b[2Jtake.wav error: forged\\tline"
     assert text.isprintable()
+
+
+def test_no_command_prints_the_help(capsys):
+    from pmt_core.__main__ import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out and "explain" in out and "baseline" in out
