@@ -1058,8 +1058,6 @@ def _argv(f, *parts):
 
 
 CLI_REFUSED = [
-    case(TRACE, "cli-no-command", "python -m pmt_core", "argparse error on one line, exit 2",
-         ()),
     case(TRACE, "cli-unknown-command", "python -m pmt_core frobnicate", "one line, exit 2",
          ("frobnicate",)),
     case(TRACE, "explain-no-file", "explain without FILE", "one line, exit 2", ("explain",)),
