@@ -94,14 +94,6 @@ CONV_BN_PAIRS = 3
 # form, both float64. Measured 4e-16 to 7.6e-14; a rule or wiring error shows at
 # 1e-2 or more; near-zero epsilon denominators amplify rounding to ~1e-10.
 REFERENCE_MAX_REL_ERR = 1e-6
-# lrp.captum_match, network as trained: Captum on the un-canonized network at
-# vanishing epsilon against zennit's canonized pass. LRP-0 is unchanged by merging
-# affine layers, so only zennit's kept batch-norm eps remains: (1 + 1e-5)^-1/2 per
-# merged norm, 1.5e-5 over three to first order (measured 1.4e-5 to 1.7e-5 on a
-# trained and a random network before the claim existed). A rule applied to the wrong
-# layer shows at 1e-2 or more (1.2 for z+ read on un-merged layers). Bar: ~7x the
-# first-order estimate, as the canonizer's.
-CAPTUM_AS_TRAINED_MAX_REL_ERR = 1e-4
 # lrp.conservation: worst |R_in + absorbed - R_out| / scale over the layers of
 # zennit's own float64 backward pass, absorbed terms computed from the forward
 # pass. Float64 rounding is ~1e-15; 1e-8 leaves room for eps-amplified rounding
