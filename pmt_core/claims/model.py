@@ -21,7 +21,7 @@ import numpy as np
 
 from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
-from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
+from pmt_core.claims.core import AtLeast, AtMost, Bound, Measurement, claim
 from pmt_core.explain import occlusion as occ
 from pmt_core.explain import relevance as R
 from pmt_core.stats.intervals import MacroMean, MeanOfFinite, crossed_t
@@ -198,15 +198,23 @@ def _planted_targets(run, o: Occlusion) -> dict:
     return out
 
 
+def _control_bounds(criterion: Bound, controls) -> list[Bound]:
+    """Bounds of a power claim: each planted mechanism meets the criterion or fails it.
+
+    ``controls``: (name, must pass) pairs; a control that must fail meets the
+    criterion's bar from the other side.
+    """
+    flip = {"at least": "at most", "at most": "at least"}
+    return [Bound(f"{name}: {criterion.figure}", criterion.op if passes else flip[criterion.op],
+                  criterion.value, f"{'accepts' if passes else 'rejects'} {name}",
+                  "a mechanism with the property by construction must meet the criterion"
+                  if passes else "a mechanism that lacks the property must fail the criterion")
+            for name, passes in controls]
+
+
 @claim("power.model.uses_rate", title="The criterion of model.uses_rate accepts a planted "
        "model that uses each example's rate and rejects planted models that use another "
-       "rate", unit="planted controls",
-       bounds=[AtLeast(f"{name}: {USES_RATE.figure}", USES_RATE.value,
-                       name=f"accepts {name}", why="a mechanism with the property by "
-                       "construction must meet the criterion") if passes else
-               AtMost(f"{name}: {USES_RATE.figure}", USES_RATE.value, name=f"rejects {name}",
-                      why="a mechanism that lacks the property must fail the criterion")
-               for name, passes in USE_CONTROLS])
+       "rate", unit="planted controls", bounds=_control_bounds(USES_RATE, USE_CONTROLS))
 def uses_rate_controls(run) -> Measurement:
     """Planted occlusion drops through the criterion of model.uses_rate."""
     o = occlusion(run)
@@ -323,13 +331,7 @@ DISTRACTOR_CONTROLS = (("oracle_rate", True), ("adversary_distractor", False))
 @claim("power.model.ignores_distractor", title="The criterion of model.ignores_distractor "
        "accepts a planted model that uses each example's rate and rejects one that uses "
        "the distractor", unit="planted controls",
-       bounds=[AtMost(f"{name}: {IGNORES_DISTRACTOR.figure}", IGNORES_DISTRACTOR.value,
-                      name=f"accepts {name}", why="a mechanism that ignores the distractor "
-                      "must meet the criterion") if passes else
-               AtLeast(f"{name}: {IGNORES_DISTRACTOR.figure}", IGNORES_DISTRACTOR.value,
-                       name=f"rejects {name}", why="a mechanism that uses the distractor "
-                       "must fail the criterion")
-               for name, passes in DISTRACTOR_CONTROLS])
+       bounds=_control_bounds(IGNORES_DISTRACTOR, DISTRACTOR_CONTROLS))
 def ignores_distractor_controls(run) -> Measurement:
     """Planted occlusion drops through the criterion of model.ignores_distractor."""
     o = occlusion(run)
