@@ -167,7 +167,8 @@ def settings_from_options(config):
 
 
 #: What a run writes into --report-dir (the checkpoints go beside the compression).
-RUN_OUTPUTS = ("validation.json", "validation.html", "split.csv", "models/compression.json",
+RUN_OUTPUTS = ("validation.json", "validation.html", "split.csv", "rates.csv",
+               "models/compression.json",
                "models/s1s2.pt")
 
 

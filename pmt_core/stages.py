@@ -35,6 +35,7 @@ import torch
 from pmt_core.data.split import SUBSETS, assign_split, write_split_csv
 from pmt_core.features.compression import LogCompression
 from pmt_core.features.scattering import PathTable, ScatteringConfig, ScatteringResult
+from pmt_core.infra.atomic import atomic_path
 from pmt_core.profiles import Profile, get_profile
 from pmt_core.techniques import present_techniques
 
@@ -58,6 +59,8 @@ INPUT_KINDS = ("s1", "s1s2")
 #: Perturbations of the arithmetic that must not change any verdict (see
 #: :class:`RunSettings`).
 PERTURBATIONS = ("none", "threads", "ulp")
+#: Per-example rates (recorded, estimated, used) in the report folder.
+RATES_CSV = "rates.csv"
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,57 @@ def load_data(dataset: str, profile: Profile, seed: int) -> DataStage:
     class_names = present_techniques(frame["technique"])
     labels = np.array([class_names.index(t) for t in frame["technique"]], dtype=np.int64)
     return DataStage(frame, class_names, labels, frame.attrs.get("source", dataset), path)
+
+
+# ------------------------------------------------------------------- rates --
+@dataclass
+class RateStage:
+    """The modulation rate of every example that the rate claims use.
+
+    Attributes
+    ----------
+    rates : numpy.ndarray
+        (examples,) Hz; NaN where unknown: the recorded rate where the data set
+        records any, else the confident estimate from the audio.
+    source : {"recorded", "estimated"}
+    estimates : pandas.DataFrame
+        :func:`pmt_core.data.rates.estimate_rates` of every example, also where the
+        data record rates (``data.rate_estimate`` checks it against them).
+    index : callable
+        Positions of a subset (:meth:`DataStage.index`).
+    """
+
+    rates: np.ndarray
+    source: str
+    estimates: pd.DataFrame
+    index: object
+
+    def of(self, subset: str) -> np.ndarray:
+        """Return the rates of one subset."""
+        return self.rates[self.index(subset)]
+
+    def note(self, subset: str = "test") -> str:
+        """Return a sentence for a claim's detail when the rates are estimated, else ``""``."""
+        if self.source != "estimated":
+            return ""
+        used = int(np.isfinite(self.of(subset)).sum())
+        from pmt_core.data.rates import ESTIMATED_NOTE
+
+        return (f" {ESTIMATED_NOTE} (pmt_core.data.rates; the data record "
+                f"none): {used} of {len(self.index(subset))} {subset} examples have a "
+                "confident estimate, the others are left out.")
+
+
+def rate_stage(data: DataStage, descriptors: pd.DataFrame) -> RateStage:
+    """Use the recorded rates where the data have any, else the confident estimates."""
+    from pmt_core.data.rates import estimate_rates
+
+    estimates = estimate_rates(descriptors.reset_index(drop=True), data.frame["technique"])
+    recorded = data.column("modulation_rate_hz")
+    if recorded is not None and np.any(np.isfinite(recorded) & (recorded > 0)):
+        return RateStage(recorded, "recorded", estimates, data.index)
+    rates = np.where(estimates["rate_confident"], estimates["rate_estimate_hz"], np.nan)
+    return RateStage(rates.astype(float), "estimated", estimates, data.index)
 
 
 # ------------------------------------------------------------- compression --
@@ -559,6 +613,18 @@ class Run:
                                     cache=self.cache, progress=self.progress)
 
     @cached_property
+    def rates(self) -> RateStage:
+        """Each example's modulation rate, recorded or estimated (written to ``rates.csv``)."""
+        stage = rate_stage(self.data, self.features.descriptors)
+        frame = self.data.frame
+        keep = [c for c in ("path", "technique", "subset", "modulation_rate_hz") if c in frame]
+        table = pd.concat([frame[keep].reset_index(drop=True), stage.estimates], axis=1)
+        table.insert(len(keep), "rate_used_hz", stage.rates)
+        with atomic_path(self.report_dir / RATES_CSV) as tmp:
+            table.to_csv(tmp, index=False)
+        return stage
+
+    @cached_property
     def compression(self) -> CompressionStage:
         """The compression fitted on the training split, and every network input."""
         with self.timed("compression"):
@@ -640,7 +706,7 @@ class Run:
         ref = self.reference_mean
         return fit_class_profiles(
             self.data.labels[train], len(self.data.class_names), self.compression.paths,
-            rates_hz=self.data.column("modulation_rate_hz", "training"),
+            rates_hz=self.rates.of("training"),
             energy_norm=energy / np.where(ref > 0, ref, np.inf))
 
     @cached_property

@@ -107,3 +107,15 @@ def test_format_value():
     assert format_value({"value": 3.0, "interval": [3.0, 3.0], "method": "exact"}) == "3"
     assert format_value(None) == "—" and format_value(float("nan")) == "nan"
     assert format_value(np.float64(1 / 3)) == "0.333"
+
+
+def test_scoreboard_says_when_a_statement_rests_on_estimated_rates():
+    from pmt_core.data.rates import ESTIMATED_NOTE
+
+    recorded = _record("relevance.localisation.epsilon")
+    estimated = _record("relevance.localisation.epsilon",
+                        detail=f"How. {ESTIMATED_NOTE} (pmt_core.data.rates): 9 of 10.")
+    for record, expected in ((recorded, False), (estimated, True)):
+        entry = next(e for e in scoreboard([record], "epsilon") if e["key"] == "localisation")
+        assert entry["rates_estimated"] is expected
+        assert ("rates estimated from the audio" in entry["sentence"]) is expected

@@ -132,3 +132,21 @@ def test_a_run_reports_the_commit_it_started_with(monkeypatch, tmp_path):
                                                              "git_dirty": True})
     recorded = prov.provenance(None, code=run.code_state)
     assert (recorded["git_commit"], recorded["git_dirty"]) == ("start", False)
+
+
+@pytest.mark.slow
+def test_rate_claims_run_on_estimated_rates_and_say_so(tmp_path):
+    # A data set without rates: the rate claims read run.rates (here the recorded
+    # rates planted as confident estimates, since smoke clips are too short to
+    # estimate), score examples, and say in their detail where the rates came from.
+    from pmt_core.claims.core import NOT_APPLICABLE, get_case
+    from pmt_core.stages import RateStage
+
+    run = Run(RunSettings(profile="smoke", report_dir=str(tmp_path)), progress=False)
+    recorded = run.data.column("modulation_rate_hz")
+    run.__dict__["rates"] = RateStage(recorded, "estimated", run.rates.estimates,
+                                      run.data.index)
+    evaluation = evaluate(get_case("relevance.localisation.epsilon"), run)
+    assert evaluation.verdict != NOT_APPLICABLE, evaluation.reason
+    assert "Rates estimated from the audio" in evaluation.measurement.detail
+    assert (tmp_path / "rates.csv").is_file()

@@ -43,7 +43,9 @@ class Occlusion:
         self.drops = np.stack([
             occ.band_occlusion_drops(m.result.model, x, self.pred[r], self.bands, self.fill)
             for r, m in enumerate(models)])
-        self.rate = run.data.column("modulation_rate_hz", "test")
+        self.rate = run.rates.of("test")
+        #: appended to the detail of every claim that reads the rates
+        self.rate_note = run.rates.note("test")
         twins = run.twins
         #: the same on each example's modulation-ablated twin (None without twins),
         #: for the class predicted on the original
@@ -156,6 +158,7 @@ def uses_rate(run) -> Measurement:
         "classes; interval: crossed t over replicates and examples. The ablated twin keeps "
         "the example's pitch, instrument and distractor with the technique's modulation off: "
         "the band at the rate should then cost less.")
+    m.detail += o.rate_note
     m.table(_band_table(o, scored), "Mean occlusion share per band and class (correctly "
             "classified examples, all replicates): the band each technique's logit leans on")
     return m
@@ -321,6 +324,7 @@ def ignores_distractor(run) -> Measurement:
                 f"{R.DISTRACTOR_RANDOM_RATES} rates drawn from the distractors' distribution "
                 "(the draws of relevance.distractor); mean over examples and replicates, "
                 "crossed t interval. 1: the distractor's band costs what any band does.")
+    m.detail += o.rate_note
     return m
 
 

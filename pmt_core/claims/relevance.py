@@ -67,7 +67,9 @@ class View:
         self.correct = self.pred == self.true[None, :]
         self.n_rep, self.n = self.pred.shape
         self.classes = np.broadcast_to(self.true, self.pred.shape).astype(float)
-        self.rate = run.data.column("modulation_rate_hz", "test")
+        self.rate = run.rates.of("test")
+        #: appended to the detail of every claim that reads the rates
+        self.rate_note = run.rates.note("test")
         self.f0 = run.data.column("f0_hz", "test")
         self.distractor = run.data.column("distractor_rate_hz", "test")
         # the explainers' maps, and the planted controls of the power claims
@@ -195,6 +197,7 @@ def _localisation(run) -> FamilyResult:
         "Figure: hit minus the expected hit against the rates of the example's class "
         "shuffled (a map that knows only the class scores 0), macro-averaged over classes; "
         "interval: crossed bootstrap over replicates and examples.")
+    out.detail += v.rate_note
     out.tables.append(([{"explainer": n, **{k: round(x.value, 4)
                                             for k, x in out.figures[n].items()}}
                         for n in out.values], "Hit rates per explainer (macro over classes)"))
@@ -310,6 +313,7 @@ def _peak_modulation(run) -> FamilyResult:
         "scores 0). Second bound: every pair of techniques whose a-priori bands "
         "(pmt_core.techniques.MODULATION_BAND_HZ, fixed before any data) do not overlap "
         "must be ordered as the bands by the class medians of the peak.")
+    out.detail += v.rate_note
 
     def plot(composite):
         peaks = np.exp2(out.values[composite][0])
@@ -572,6 +576,7 @@ def _distractor(run) -> FamilyResult:
                   "distribution; mean over examples and replicates (1: the distractor is "
                   "ignored). Power: a planted map peaking at the distractor must be rejected, one "
                   "peaking at the true rate accepted.")
+    out.detail += v.rate_note
     return out
 
 
@@ -715,6 +720,7 @@ def _mechanism(run) -> FamilyResult:
         "figure: (A's share at the rate - B's) + (B's share at the tag - A's), macro over "
         "classes. A map that ignores the model is the same for A and B and scores 0. The "
         "tag lifts its band past the training range, the z-box reading's box.")
+    out.detail += v.rate_note
     return out
 
 

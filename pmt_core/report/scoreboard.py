@@ -22,6 +22,7 @@ import math
 
 from pmt_core.claims.core import Bound, bound_p_values
 from pmt_core.claims.paper import STATEMENTS
+from pmt_core.data.rates import ESTIMATED_NOTE
 from pmt_core.stats.intervals import Estimate
 from pmt_core.stats.multiplicity import holm
 
@@ -98,7 +99,8 @@ def scoreboard(records: list[dict], reading: str) -> list[dict]:
                                                         else v)
                        for k, v in (record.get("figures") or {}).items()
                        if k.endswith(" (beside)")},
-            "decided_by_profile": bool(record.get("decided_by_profile"))})
+            "decided_by_profile": bool(record.get("decided_by_profile")),
+            "rates_estimated": ESTIMATED_NOTE in (record.get("detail") or "")})
     adjusted = holm(p_two)
     for entry, p, side in zip(entries, adjusted, sides, strict=True):
         entry["p_adjusted"] = None if not math.isfinite(p) else float(p)
@@ -137,6 +139,8 @@ def _sentence(entry: dict) -> str:
         need = power.get("n_needed")
         text += (f"; {need} test examples would decide it" if need else
                  f"; {power.get('replicates_needed') or 'more'} replicates would decide it")
+    if entry.get("rates_estimated"):
+        text += "; rates estimated from the audio"
     if entry["beside"]:
         text += "; beside it: " + ", ".join(f"{k} {_fmt(v)}" for k, v in entry["beside"].items())
     return text + "."
