@@ -10,6 +10,7 @@ patience 20) and is meant for GPU runners.
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field
 
 #: Class sizes of SOL-PMT (method.md section 6).
@@ -72,7 +73,12 @@ class Profile:
     class_sizes : dict
         Examples per technique of the synthetic data set (ignored for ``--dataset``).
     max_epochs, patience : int
-        Training budget and early-stopping patience (validation macro accuracy).
+        Training budget and early-stopping patience (validation macro accuracy), in
+        epochs.
+    min_steps, min_patience_steps : int
+        The same in optimiser steps, so that a small data set (few steps per epoch)
+        trains as long as the profile's own: :func:`training_budget` takes whichever
+        gives more epochs (0: epochs only, as the paper's recipe).
     replicates : int
         Models trained per input kind on the same split (different initialisation
         and batch order); every claim about a trained model is pooled over them.
@@ -101,6 +107,8 @@ class Profile:
     class_sizes: dict = field(default_factory=dict)
     max_epochs: int = 500
     patience: int = 20
+    min_steps: int = 0
+    min_patience_steps: int = 0
     replicates: int = 5
     theory_cases: int = 24
     scattering: dict = field(default_factory=dict)
@@ -118,7 +126,10 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", dict(SMOKE_CLASS_SIZES), max_epochs=3, patience=2, replicates=2,
                      theory_cases=2, scattering=dict(SMOKE_SCATTERING), sanity_examples=8,
                      shuffled_label_models=1, mechanism_models=1),
-    "ci": Profile("ci", dict(CI_CLASS_SIZES), max_epochs=60, patience=15, replicates=5,
+    # ci's budget in steps is its 60 epochs (patience 15) of its own synthetic training
+    # split (600 clips, 18 steps of 32): a 180-clip folder trains 216 epochs (54).
+    "ci": Profile("ci", dict(CI_CLASS_SIZES), max_epochs=60, patience=15,
+                  min_steps=60 * 18, min_patience_steps=15 * 18, replicates=5,
                   theory_cases=32, decides=CI_DECIDES),
     "paper": Profile("paper", dict(PAPER_CLASS_SIZES), max_epochs=500, patience=20,
                      replicates=5, theory_cases=48, sanity_examples=256),
@@ -139,3 +150,19 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; expected one of {PROFILE_NAMES}") from None
+
+
+def training_budget(profile: Profile, n_train: int, batch_size: int) -> tuple[int, int]:
+    """Epoch budget and patience of ``profile`` for a training split of ``n_train`` examples.
+
+    Each is the larger of the profile's epochs and its steps over the steps per
+    epoch (``n_train // batch_size``, the last partial batch dropped, as in training).
+
+    Returns
+    -------
+    tuple of int
+        ``(max_epochs, patience)``.
+    """
+    steps = max(1, n_train // max(1, min(batch_size, n_train)))
+    return (max(profile.max_epochs, math.ceil(profile.min_steps / steps)),
+            max(profile.patience, math.ceil(profile.min_patience_steps / steps)))

@@ -36,7 +36,7 @@ from pmt_core.data.split import SUBSETS, assign_split, write_split_csv
 from pmt_core.features.compression import LogCompression
 from pmt_core.features.scattering import PathTable, ScatteringConfig, ScatteringResult
 from pmt_core.infra.atomic import atomic_path
-from pmt_core.profiles import Profile, get_profile
+from pmt_core.profiles import Profile, get_profile, training_budget
 from pmt_core.techniques import present_techniques
 
 __all__ = [
@@ -643,8 +643,11 @@ class Run:
         """Every replicate of both input kinds, trained on the same split."""
         from pmt_core.model.training import TrainingConfig
 
-        config = TrainingConfig(max_epochs=self.profile.max_epochs,
-                                patience=self.profile.patience, seed=self.seed_of(0))
+        batch_size = TrainingConfig().batch_size
+        max_epochs, patience = training_budget(self.profile, len(self.data.index("training")),
+                                               batch_size)
+        config = TrainingConfig(max_epochs=max_epochs, patience=patience,
+                                batch_size=batch_size, seed=self.seed_of(0))
         replicates = {kind: self._train(kind, config) for kind in INPUT_KINDS}
         return ModelStage(replicates, config)
 
@@ -678,7 +681,8 @@ class Run:
                             training_config=result.config,
                             extra={"replicate": k, "seed": seed,
                                    "run_seed": self.settings.seed,
-                                   "dataset": self.data.source})
+                                   "dataset": self.data.source,
+                                   "training": result.summary()})
         return out
 
     # -- explanations --

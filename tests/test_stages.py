@@ -53,6 +53,13 @@ def test_smoke_chain(smoke):
     assert (run.report_dir / "models" / "s1s2.pt").is_file()
     assert (run.report_dir / "models" / "s1s2-r1.pt").is_file()
     assert set(run.timings) >= {"data", "features", "training_s1", "training_s1s2"}
+    # each checkpoint keeps how its training went (steps, stop, curves)
+    from pmt_core.model.checkpoint import load_checkpoint
+
+    training = load_checkpoint(run.report_dir / "models" / "s1s2-r1.pt").metadata["extra"][
+        "training"]
+    assert training["epochs_run"] == len(training["history"]) >= training["best_epoch"] >= 1
+    assert training["stopped_by"] in ("patience", "budget")
 
 
 @pytest.mark.slow

@@ -90,6 +90,10 @@ def test_result_fields_and_best_weights_are_kept():
     pred = predict_logits(result.model, xv).argmax(1)
     assert macro_accuracy(yv, pred, names(3)) == pytest.approx(best)
     assert result.seconds > 0
+    # what checkpoints and the report keep: 24 examples in batches of 8, no patience stop
+    summary = result.summary()
+    assert (summary["steps_per_epoch"], summary["steps"]) == (3, 18)
+    assert summary["stopped_by"] == "budget" and len(summary["history"]) == 6
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -137,6 +141,7 @@ def test_early_stopping_stops_after_patience_without_improvement():
     assert result.best_epoch == 1
     assert result.best_val_macro_accuracy == pytest.approx(1 / 3)
     assert result.epochs_run == 1 + config.patience
+    assert result.stopped_by == "patience"
 
 
 # --- loss weights, schedule, clipping ---------------------------------------------
@@ -336,3 +341,21 @@ def test_config_accepts_the_seed_range_ends():
     assert TrainingConfig(seed=2**32 - 1).seed == 2**32 - 1
     seed = TrainingConfig(seed=np.int64(7)).seed
     assert seed == 7 and type(seed) is int
+
+
+def test_the_budget_in_steps_lets_a_small_data_set_train_as_long_as_the_profile_own():
+    from pmt_core.profiles import get_profile, training_budget
+
+    ci = get_profile("ci")
+    # the ci profile's own synthetic split (600 training clips): its epochs unchanged
+    assert training_budget(ci, 600, 32) == (ci.max_epochs, ci.patience)
+    # a 180-clip folder (5 steps per epoch) trains as many steps, with as long a patience
+    epochs, patience = training_budget(ci, 180, 32)
+    assert epochs * 5 >= ci.min_steps and patience * 5 >= ci.min_patience_steps
+    assert (epochs, patience) == (216, 54)
+    # a large set never trains fewer epochs than the profile names
+    assert training_budget(ci, 100_000, 32) == (ci.max_epochs, ci.patience)
+    # the paper's recipe is in epochs only; a set smaller than a batch is one step
+    paper = get_profile("paper")
+    assert training_budget(paper, 180, 32) == (paper.max_epochs, paper.patience)
+    assert training_budget(ci, 10, 32) == (ci.min_steps, ci.min_patience_steps)

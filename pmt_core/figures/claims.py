@@ -58,6 +58,28 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str)
     return fig
 
 
+def training_figure(histories: Sequence[Sequence[Mapping]], title: str) -> Figure:
+    """Training loss and validation macro accuracy per epoch, one line per replicate.
+
+    The kept (best-validation) epoch of each replicate is marked with a dot.
+    """
+    fig = Figure(figsize=(8.0, 2.8), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for r, history in enumerate(histories):
+        epochs = [h["epoch"] for h in history]
+        accuracy = [h["val_macro_accuracy"] for h in history]
+        colour = f"C{r % 10}"
+        loss_ax.plot(epochs, [h["loss"] for h in history], color=colour, lw=1)
+        acc_ax.plot(epochs, accuracy, color=colour, lw=1, label=f"replicate {r}")
+        best = int(np.argmax(accuracy))  # the first maximum, as training keeps it
+        acc_ax.plot(epochs[best], accuracy[best], "o", color=colour, ms=4)
+    loss_ax.set(xlabel="epoch", ylabel="training loss (weighted CE)", yscale="log")
+    acc_ax.set(xlabel="epoch", ylabel="validation macro accuracy")
+    acc_ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def explainer_bars_figure(cells: Mapping[str, dict], title: str, bar=None,
                           ylabel: str = "") -> Figure:
     """One bar per explainer with its 95 % interval; nulls hatched, the bar dashed.

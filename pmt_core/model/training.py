@@ -197,6 +197,8 @@ class TrainResult:
         Wall-clock training time.
     config : TrainingConfig
         The settings used.
+    steps_per_epoch : int
+        Optimiser steps per epoch (the last partial batch dropped).
     """
 
     model: PMTConvNet
@@ -207,6 +209,22 @@ class TrainResult:
     epochs_run: int
     seconds: float
     config: TrainingConfig = field(default_factory=TrainingConfig)
+    steps_per_epoch: int = 0
+
+    @property
+    def stopped_by(self) -> str:
+        """``"patience"`` (validation accuracy flat over the patience window) or ``"budget"``."""
+        return "patience" if self.epochs_run < self.config.max_epochs else "budget"
+
+    def summary(self) -> dict:
+        """Return what a checkpoint and the report keep of training: steps, stop, curves."""
+        return {"steps_per_epoch": self.steps_per_epoch,
+                "steps": self.steps_per_epoch * self.epochs_run,
+                "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
+                "max_epochs": self.config.max_epochs, "patience": self.config.patience,
+                "stopped_by": self.stopped_by,
+                "best_val_macro_accuracy": self.best_val_macro_accuracy,
+                "history": [dict(h) for h in self.history]}
 
 
 # --- metrics ------------------------------------------------------------------
@@ -528,6 +546,7 @@ def _train(x_train, y_train, x_val, y_val, class_names, config, device, progress
         epochs_run=len(history),
         seconds=time.perf_counter() - start_time,
         config=config,
+        steps_per_epoch=steps_per_epoch,
     )
 
 
@@ -812,6 +831,7 @@ def _train_ensemble(x_train, y_train, x_val, y_val, class_names, configs, device
                 epochs_run=len(histories[r]),
                 seconds=seconds,
                 config=configs[r],
+                steps_per_epoch=steps_per_epoch,
             )
         )
     return results
