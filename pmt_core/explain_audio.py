@@ -134,6 +134,11 @@ class AudioExplanation:
         Length of the file.
     used_s : float
         Length the transform sees (the first ``config.n_samples`` samples).
+    audio_rate : dict or None
+        The modulation rate measured in the audio for the predicted technique's cue
+        (:func:`pmt_core.data.rates.estimate_rates`: ``rate_estimate_hz``,
+        ``rate_salience``, ``rate_cue``, ``rate_confident``, ``rate_abstained``), with
+        no model involved: what the relevance peak can be held against.
     """
 
     predicted: str
@@ -146,6 +151,7 @@ class AudioExplanation:
     rule: str
     duration_s: float
     used_s: float
+    audio_rate: dict | None = None
 
     def top_paths(self, n: int = 10) -> list[PathRelevance]:
         """Return the ``n`` paths with the largest (signed) relevance, largest first."""
@@ -292,7 +298,25 @@ def explain_recording(
         peak_carrier_hz=peak_car, profile_peak_hz=profile_peak, rule=rule,
         duration_s=len(audio) / config.sample_rate,
         used_s=min(len(audio), config.n_samples) / config.sample_rate,
+        audio_rate=audio_rate(audio[: config.n_samples], config.sample_rate, predicted),
     )
+
+
+def audio_rate(audio: np.ndarray, sample_rate: int, technique: str) -> dict | None:
+    """Measure the modulation rate of ``technique``'s cue in the audio (no model).
+
+    Returns None for a class without a rate cue (not one of the five techniques).
+    """
+    import pandas as pd
+
+    from pmt_core.data.descriptors import describe
+    from pmt_core.data.rates import estimate_rates
+    from pmt_core.data.synth import RATE_DESCRIPTOR
+
+    if technique not in RATE_DESCRIPTOR:
+        return None
+    row = estimate_rates(pd.DataFrame([describe(audio, sample_rate)]), [technique]).iloc[0]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
 def write_relevance_png(explanation: AudioExplanation, out: str | Path, title: str = "",
@@ -351,4 +375,14 @@ def format_explanation(explanation: AudioExplanation, source: str, top: int = 10
                      f"profile peaks at {e.profile_peak_hz:.3g} Hz")
     else:
         lines.append("  dominant modulation: n/a (the model sees first-order paths only)")
+    rate = e.audio_rate
+    if rate is not None:
+        cue = "pitch track" if rate["rate_cue"] == "pitch" else "partial's power"
+        if rate["rate_confident"]:
+            lines.append(f"  rate in the audio: {rate['rate_estimate_hz']:.3g} Hz ({cue} of "
+                         f"{e.predicted}, salience {rate['rate_salience']:.3g}; measured "
+                         "without the model: compare the dominant modulation with it)")
+        else:
+            lines.append(f"  rate in the audio: none confident ({cue} of {e.predicted}: "
+                         f"{rate['rate_abstained']})")
     return "\n".join(lines)

@@ -71,7 +71,19 @@ def test_explain_writes_map_and_prints_summary(files, capsys):
     assert sum(probs) == pytest.approx(1.0, abs=2e-3)
     assert text.count("\n    ") >= 5  # header + 4 rows
     assert "dominant modulation:" in text and "profile peaks at" in text
+    assert "rate in the audio:" in text  # the smoke clip is too short: none confident
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_measures_the_rate_in_the_audio_without_the_model():
+    from pmt_core.data.synth import synthesize, synthetic_manifest
+    from pmt_core.explain_audio import audio_rate
+
+    row = synthetic_manifest({"vibrato": 1}, seed=2).iloc[0]
+    rate = audio_rate(synthesize(row), 44100, "vibrato")
+    assert rate["rate_cue"] == "pitch" and rate["rate_confident"]
+    assert abs(np.log2(rate["rate_estimate_hz"] / row["modulation_rate_hz"])) < 0.25
+    assert audio_rate(synthesize(row), 44100, "ordinario") is None
 
 
 def test_explain_s1_checkpoint_has_no_modulation(files, capsys):
