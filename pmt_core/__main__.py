@@ -224,8 +224,11 @@ def _explain(args) -> int:
         format_explanation,
         write_relevance_png,
     )
+    from pmt_core.infra.checks import check_input_file
 
-    # The output is checked before the minutes of scattering, not after them.
+    # The arguments and the output are checked before the minutes of scattering.
+    check_input_file(args.audio, "AUDIO")
+    check_input_file(args.checkpoint, "--checkpoint")
     out = check_output(args.out, args.audio, args.checkpoint)
     explanation = explain_recording(args.audio, args.checkpoint, rule=args.rule,
                                     device=None if args.device == "auto" else args.device,

@@ -90,7 +90,7 @@ def check_output(out: str | Path | None, audio_path: str | Path,
         a file, is an existing file that is not a PNG, or its folder is not
         writable.
     """
-    path = default_output(audio_path) if out is None else Path(out)
+    path = default_output(audio_path) if out is None else out
     try:
         return check_output_path(path, inputs=[audio_path, checkpoint_path], name="--out",
                                  suffix=".png", may_replace=_is_png)

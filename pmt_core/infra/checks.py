@@ -361,7 +361,39 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable = (), name: s
     CheckError
         One line naming the argument and what to do.
     """
+    if not str(path).strip():
+        raise CheckError(f"{name} is empty; give a file name")
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise CheckError(f"{name} {one_line(path)} names a folder; give a file name")
+    try:
+        return _check_output_path(path, inputs, name, suffix, may_replace)
+    except OSError as exc:  # a name too long, a loop of links, a folder we may not read
+        raise CheckError(f"{name} {one_line(path)}: {one_line(exc.strerror or exc)}") from exc
+
+
+def check_input_file(path: str | os.PathLike, name: str) -> Path:
+    """Check that a file argument names a file (it may not exist yet); return it.
+
+    Raises
+    ------
+    CheckError
+        For an empty argument, a folder, or a name the system refuses (too long,
+        a loop of links), naming the argument.
+    """
+    if not str(path).strip():
+        raise CheckError(f"{name} is empty; give a file")
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise CheckError(f"{name} {one_line(path)} is a folder; give a file")
+        path.exists()
+    except OSError as exc:
+        raise CheckError(f"{name} {one_line(path)}: {one_line(exc.strerror or exc)}") from exc
+    return path
+
+
+def _check_output_path(path: Path, inputs, name, suffix, may_replace) -> Path:
     for source in inputs:
         if source is None:
             continue
