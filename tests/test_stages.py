@@ -157,3 +157,16 @@ def test_rate_claims_run_on_estimated_rates_and_say_so(tmp_path):
     assert evaluation.verdict != NOT_APPLICABLE, evaluation.reason
     assert "Rates estimated from the audio" in evaluation.measurement.detail
     assert (tmp_path / "rates.csv").is_file()
+
+
+@pytest.mark.slow
+def test_shortcut_guard_without_twins_is_not_applicable_and_says_why(tmp_path):
+    # Recordings have no twins; on the data the descriptors see the modulation too,
+    # so a bound read there would fail whatever the data (0.45 on the ci set).
+    from pmt_core.claims.core import NOT_APPLICABLE, get_case
+
+    run = Run(RunSettings(profile="smoke", report_dir=str(tmp_path)), progress=False)
+    run.__dict__["twin_descriptors"] = None
+    evaluation = evaluate(get_case("data.no_shortcut"), run)
+    assert evaluation.verdict == NOT_APPLICABLE
+    assert "no modulation-ablated twins" in evaluation.measurement.not_applicable

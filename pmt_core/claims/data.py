@@ -41,8 +41,8 @@ def no_shortcut(run) -> Measurement:
     modulation's own spectral footprint (FM smears harmonics, re-articulation
     spreads energy), so the bound is asserted on the modulation-ablated twins,
     which keep every nuisance of their source and lose only the modulation; the
-    data's figure is reported beside it. Data without twins (recordings) are
-    guarded on the data themselves.
+    data's figure is reported beside it. Data without twins (recordings) cannot be
+    guarded: the claim is not applicable there, its reason giving the data's figure.
     """
     data = run.data
     if len(data.class_names) < 2:
@@ -53,9 +53,15 @@ def no_shortcut(run) -> Measurement:
                                 "the data set's examples")
     twins = run.twin_descriptors
     if twins is None:
-        on_data.figures["balanced accuracy (twins)"] = on_data.figures["balanced accuracy"]
-        on_data.detail += " No twins for these data: the bound is read on the data."
-        return on_data
+        # On the data the descriptors also see the modulation's own footprint (0.45 on
+        # the ci synthetic data, against 0.22 on its twins): a bound read there fails
+        # whatever the data, so without twins the guard cannot decide.
+        ba = on_data.figures["balanced accuracy"]
+        return Measurement.skip(
+            f"no modulation-ablated twins for these data: the guard on the data themselves "
+            f"({ba.value:.3f} [{ba.low:.3f}, {ba.high:.3f}], chance "
+            f"{on_data.figures['chance']:.3f}) cannot tell a nuisance shortcut from the "
+            "modulation's own footprint on the descriptors")
     on_twins = guard_measurement(twins[0], twins[1], run.settings.seed,
                                  "every example's modulation-ablated twin")
     m = Measurement(figures={"balanced accuracy (twins)": on_twins.figures["balanced accuracy"],
