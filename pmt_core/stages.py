@@ -271,11 +271,11 @@ class RateStage:
 
     def note(self, subset: str = "test") -> str:
         """Return a sentence for a claim's detail when the rates are estimated, else ``""``."""
+        from pmt_core.data.rates import ESTIMATED_NOTE
+
         if self.source != "estimated":
             return ""
         used = int(np.isfinite(self.of(subset)).sum())
-        from pmt_core.data.rates import ESTIMATED_NOTE
-
         return (f" {ESTIMATED_NOTE} (pmt_core.data.rates; the data record "
                 f"none): {used} of {len(self.index(subset))} {subset} examples have a "
                 "confident estimate, the others are left out.")

@@ -205,7 +205,6 @@ def modulation_present(run) -> Measurement:
     return m
 
 
-
 @claim("data.rate_estimate", title="The modulation rate estimated from the audio matches the "
        "recorded one where it is confident, on most clips of every technique",
        unit="fraction of confident estimates within a quarter octave (lowest class)",

@@ -54,10 +54,6 @@ CUE_OF_DESCRIPTOR = {"pitch_rate_hz": "pitch", "partial_envelope_rate_hz": "ampl
 #: repeats it beside the statement).
 ESTIMATED_NOTE = "Rates estimated from the audio"
 
-#: Columns of :func:`estimate_rates`.
-ESTIMATE_COLUMNS = ("rate_estimate_hz", "rate_salience", "rate_cue", "rate_confident",
-                    "rate_abstained")
-
 
 def estimate_rates(descriptors: pd.DataFrame, techniques) -> pd.DataFrame:
     """Estimate every clip's modulation rate from its descriptors.
