@@ -168,7 +168,7 @@ def settings_from_options(config):
 
 #: What a run writes into --report-dir (the checkpoints go beside the compression).
 RUN_OUTPUTS = ("validation.json", "validation.html", "split.csv", "rates.csv",
-               "models/compression.json",
+               "examples.csv", "maps.npz", "models/compression.json",
                "models/s1s2.pt")
 
 
@@ -344,6 +344,16 @@ class ClaimRecorder:
         from pmt_core.report.render import write_report
 
         config = self.config
+        report_dir = Path(config.getoption("--report-dir"))
+        if self.run is not None:
+            from pmt_core.report import examples
+
+            records = examples.example_records(self.run)
+            if records is None:
+                examples.clear_records(report_dir)
+            else:
+                examples.write_records(*records, report_dir)
+                examples.attach_worst_cases(list(self.records.values()), *records, report_dir)
         report = build_report(list(self.records.values()), self.run, config.pmt_settings,
                               command=" ".join(config.invocation_params.args),
                               elapsed=time.perf_counter() - self.started)
@@ -354,7 +364,6 @@ class ClaimRecorder:
             report["claims"].append(self.regression["record"])
             if self.regression["drifts"] and session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        report_dir = Path(config.getoption("--report-dir"))
         self.report = report
         self.paths = write_report(report, report_dir)
         if config.getoption("--update-baseline"):

@@ -842,6 +842,19 @@ class Run:
         return TheoryStage(design, averaged[:n], averaged[n:2 * n], averaged[2 * n],
                            result.paths)
 
+    def computed(self, stage: str) -> bool:
+        """Whether a stage (a cached property: ``"data"``, ``"models"`` ...) has run.
+
+        What reports read to describe a run without computing what no claim asked for.
+        """
+        if not isinstance(getattr(type(self), stage, None), cached_property):
+            raise ValueError(f"{stage!r} is not a stage of the run")
+        return stage in self.__dict__
+
+    def memoised(self, key: str):
+        """Return what :meth:`memo` computed under ``key``, or None if nothing was."""
+        return self.__dict__.get("_memo", {}).get(key)
+
     def memo(self, key: str, compute):
         """Return a derived quantity several claims share, computed once per run."""
         store = self.__dict__.setdefault("_memo", {})

@@ -56,6 +56,8 @@ class FakeRun:
         self.settings = settings
     def memo(self, key, fn):
         return fn()
+    def computed(self, stage):
+        return stage in self.__dict__
 
 @pytest.fixture(scope="session")
 def pmt_run(pmt_settings):

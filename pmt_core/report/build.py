@@ -100,15 +100,15 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
         timings["total"] = elapsed
     dataset = {"source": settings.dataset, "n_examples": 0, "per_class": {}}
     device = settings.device
-    if run is not None and "data" in run.__dict__:
+    if run is not None and run.computed("data"):
         dataset = run.data.summary()
-        if "features" in run.__dict__:
+        if run.computed("features"):
             stage = run.features
             dataset["feature_cache"] = stage.cache
             dataset["feature_peak_rss_mib"] = getattr(stage, "peak_rss_mib", None)
             dataset["feature_recipe"] = getattr(stage, "recipe", None)
         dataset["split_csv"] = str(run.report_dir / "split.csv")
-    if run is not None and "device" in run.__dict__:
+    if run is not None and run.computed("device"):
         device = run.device_name
     replicates = run.n_replicates if run is not None else settings.replicates
     return to_jsonable({
@@ -118,7 +118,7 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
                      "seed": settings.seed, "device": settings.device,
                      "perturb": settings.perturb, "replicates": replicates},
         "dataset": dataset,
-        "provenance": provenance(run.device if run is not None and "device" in run.__dict__
+        "provenance": provenance(run.device if run is not None and run.computed("device")
                                  else None, code=getattr(run, "code_state", None)),
         "versions": library_versions(), "timings_s": timings, "command": command,
         "paper_vs_code": PAPER_VS_CODE, "matrix": verdict_matrix(records),

@@ -54,7 +54,8 @@ def to_jsonable(value):
     return value
 
 
-def _table(rows, caption) -> dict:
+def table_record(rows, caption) -> dict:
+    """Return a table as the report stores it: caption, columns, rows (plain JSON)."""
     rows = [to_jsonable(dict(r)) for r in rows]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     return {"caption": caption, "columns": columns, "rows": rows}
@@ -107,7 +108,7 @@ def evaluation_record(evaluation, report_dir: Path) -> dict:
         "key_figure": key.value if key is not None else None,
         "interval": [key.low, key.high] if key is not None and key.method != "exact" else None,
         "paper": case.spec.paper, "unit": case.spec.unit, "detail": m.detail, "n": m.n,
-        "tables": [_table(rows, caption) for rows, caption in m.tables],
+        "tables": [table_record(rows, caption) for rows, caption in m.tables],
         "plots": save_plots(case.id, m.plots, report_dir),
         "explainers": m.explainers,
     })
