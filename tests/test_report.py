@@ -90,7 +90,9 @@ def test_write_report_embeds_plot_files(tmp_path):
     fig.subplots().plot([0, 1], [1, 0])
     plots = save_plots("relevance.localisation.epsilon", [(fig, "a line")], tmp_path)
     assert plots == [{"file": "figures/relevance.localisation.epsilon-0.png",
-                      "caption": "a line"}]
+                      "caption": "a line", "wide": False}]
+    wide = Figure(figsize=(12, 3))  # a multi-panel figure is shown at page width
+    assert save_plots("x", [(wide, "panels")], tmp_path)[0]["wide"] is True
     report = _report([_record("relevance.localisation.epsilon", explainers=CELLS,
                               plots=plots)])
     json_path, html_path = write_report(report, tmp_path)

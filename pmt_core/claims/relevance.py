@@ -320,11 +320,14 @@ def _peak_modulation(run) -> FamilyResult:
         rates = np.broadcast_to(v.rate, peaks.shape)
         x = {n: rates[v.classes == k].ravel() for k, n in v.class_rows()}
         y = {n: peaks[v.classes == k].ravel() for k, n in v.class_rows()}
+        bands = {n: MODULATION_BAND_HZ[n] for n in x if n in MODULATION_BAND_HZ}
         return (scatter_figure(x, y, f"{composite}: peak lambda2 against the true rate",
-                               "true modulation rate (Hz)", "peak lambda2 (Hz)"),
+                               "true modulation rate (Hz)", "peak lambda2 (Hz)",
+                               diagonal_octaves=pr.RATE_TOL_OCTAVES, bands=bands),
                 "Each correctly classified example and replicate: the lambda2 of its S2 "
                 "relevance peak against its true rate; a faithful map follows the diagonal "
-                "within each class.")
+                f"(solid; dotted: within {pr.RATE_TOL_OCTAVES} octave, localisation's hit) "
+                "within each class. Bars on the x axis: each technique's a-priori band.")
 
     out.plots.append(plot)
     out.plots.append(lambda composite: _figure2(run, v, composite))
@@ -430,6 +433,7 @@ def _pitch(run) -> FamilyResult:
     out.n = int(v.known(v.f0).sum())
     out.tables.append((rows, "Per class: slope of log2 peak lambda2 on log2 f0 (octaves per "
                              "octave), TOST interval"))
+    out.plots.append(lambda composite: _pitch_profiles_figure(v, composite))
     out.detail = (
         "Equivalence, not failure to reject (Schuirmann's two one-sided tests): per class, "
         "the slope of log2(peak lambda2) on log2(f0) over correctly classified test "
@@ -443,6 +447,68 @@ def _pitch(run) -> FamilyResult:
         "flagged, not scored. Power: a planted map at each example's true rate must be "
         "shown invariant, one at f0 / 8 must be rejected.")
     return out
+
+
+#: f0 groups per class in the pitch figure (terciles of the class's test f0).
+PITCH_FIGURE_GROUPS = 3
+
+
+def _pitch_profiles_figure(v: View, composite: str):
+    """Draw each class's lambda2 profile of positive relevance per f0 tercile.
+
+    A pitch-invariant map keeps its profile across the groups while the carriers
+    move with pitch; each example's profile is normalised to sum 1 before the
+    average over the correctly classified examples of every replicate.
+    """
+    from matplotlib.figure import Figure
+
+    classes = v.class_rows()
+    fig = Figure(figsize=(3.0 * len(classes) + 0.6, 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(classes), sharey=True))
+    log2_f0 = np.log2(np.where(v.known(v.f0), v.f0, np.nan))
+    lam2 = v.paths.modulation_hz[v.paths.second_order]
+    for ax, (k, name) in zip(axes, classes, strict=True):
+        members = np.flatnonzero((v.true == k) & v.known(v.f0))
+        band = MODULATION_BAND_HZ.get(name)
+        if band is not None:
+            ax.axvspan(*band, color="0.9", label="a-priori band")
+        ax.set_xscale("log")
+        ax.set_xlim(lam2.min(), lam2.max())
+        ax.set_xlabel("modulation $\\lambda_2$ (Hz)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if members.size < PITCH_FIGURE_GROUPS:
+            ax.set_title(f"{name}: inconclusive, n = {members.size}", fontsize=8)
+            continue
+        edges = np.quantile(log2_f0[members], np.linspace(0, 1, PITCH_FIGURE_GROUPS + 1))
+        group = np.clip(np.searchsorted(edges[1:-1], log2_f0[members], side="right"), 0,
+                        PITCH_FIGURE_GROUPS - 1)
+        for g in range(PITCH_FIGURE_GROUPS):
+            idx = members[group == g]
+            profiles = []
+            for r in range(v.n_rep):
+                keep = idx[v.correct[r, idx]]
+                if keep.size:
+                    freqs, profile = R.lambda2_profile(np.clip(v.maps[composite][r][keep], 0,
+                                                               None), v.paths)
+                    total = profile.sum(axis=1, keepdims=True)
+                    profiles.append(profile / np.where(total > 0, total, 1.0))
+            label = f"f0 {2 ** edges[g]:.0f}-{2 ** edges[g + 1]:.0f} Hz"
+            if not profiles:
+                ax.plot([], [], label=f"{label}: n = 0")
+                continue
+            stacked = np.concatenate(profiles)
+            ax.plot(freqs, stacked.mean(axis=0), label=f"{label} (n = {len(stacked)})")
+        scored = int(v.correct[:, members].sum())
+        ax.set_title(name if scored else f"{name}: inconclusive, n = 0", fontsize=9)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("share of positive relevance", fontsize=8)
+    fig.suptitle(f"{composite}: lambda2 profile of relevance per f0 group", fontsize=9)
+    return (fig, "Per class, the lambda2 profile of positive relevance (summed over carriers, "
+                 "each example's normalised to 1, averaged over the correctly classified "
+                 "examples of every replicate) for the low, middle and high thirds of the "
+                 "class's pitch. A pitch-invariant map keeps its peak across the groups; a "
+                 "peak near f0 that moves with the groups is harmonic beating, which the "
+                 "slope ignores (it reads lambda2 below f0 / 2).")
 
 
 PITCH = family(Family(

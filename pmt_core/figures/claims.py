@@ -178,15 +178,36 @@ def stage_figure(stages: Sequence[str], series: Mapping[str, np.ndarray], title:
 
 
 def scatter_figure(x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], title: str,
-                   xlabel: str, ylabel: str, log: bool = True) -> Figure:
-    """Per-example points, one colour per group (e.g. true rate against peak lambda2)."""
-    fig = Figure(figsize=(5.2, 4.0), layout="constrained")
+                   xlabel: str, ylabel: str, log: bool = True,
+                   diagonal_octaves: float | None = None,
+                   bands: Mapping[str, tuple[float, float]] | None = None) -> Figure:
+    """Per-example points, one colour per group (e.g. true rate against peak lambda2).
+
+    Parameters
+    ----------
+    diagonal_octaves : float, optional
+        Draw y = x and the tolerance lines y = x * 2**(+-diagonal_octaves) (log axes).
+    bands : mapping, optional
+        Group -> (low, high) x range drawn as a bar of the group's colour under the
+        points (the techniques' a-priori bands).
+    """
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.subplots()
-    for name in x:
-        ax.scatter(x[name], y[name], s=8, alpha=0.6, label=name)
+    for row, name in enumerate(x):
+        points = ax.scatter(x[name], y[name], s=8, alpha=0.6, label=name)
+        if bands and name in bands:  # one lane per group: bands overlap
+            ax.axvspan(*bands[name], ymin=0.005 + 0.018 * row, ymax=0.018 + 0.018 * row,
+                       color=points.get_facecolor()[0], alpha=0.9)
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
+    if diagonal_octaves is not None:
+        # on log-log axes y = k x is a straight line of slope 1 on the screen
+        ax.axline((1.0, 1.0), (10.0, 10.0), color="k", lw=1, label="peak = rate")
+        for sign in (-1.0, 1.0):
+            k = 2.0 ** (sign * diagonal_octaves)
+            ax.axline((1.0, k), (10.0, 10.0 * k), color="k", lw=0.8, ls=":",
+                      label=f"within {diagonal_octaves:g} octave" if sign > 0 else None)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)

@@ -11,7 +11,7 @@ One record per claim in ``reports/validation.json``::
                  or a plain value},
      "measured": {name: value}, "key_figure", "interval": [low, high],
      "paper", "unit", "detail", "n", "tables": [{"caption", "columns", "rows"}],
-     "plots": [{"file", "caption"}], "explainers": {name: {...}} or null}
+     "plots": [{"file", "caption", "wide"}], "explainers": {name: {...}} or null}
 
 ``verdict`` is the claim's (holds, does not hold, inconclusive, not
 applicable); ``status`` is pytest's outcome (passed, failed, xfailed for a
@@ -35,6 +35,8 @@ from pmt_core.stats.intervals import Estimate
 
 #: Resolution of report figures: sharp on screen at the report's width, small files.
 FIGURE_DPI = 90
+#: Figures this wide (inches) or wider are shown at page width (multi-panel figures).
+WIDE_FIGURE_INCHES = 9.0
 
 
 def to_jsonable(value):
@@ -66,12 +68,17 @@ def _slug(text: str) -> str:
 
 
 def save_plots(claim_id: str, plots: list, report_dir: Path) -> list[dict]:
-    """Render each (figure, caption) to ``figures/<claim id>-<k>.png``; close it."""
+    """Render each (figure, caption) to ``figures/<claim id>-<k>.png``; close it.
+
+    A figure at least :data:`WIDE_FIGURE_INCHES` wide is marked ``wide``: the HTML
+    shows it at page width, where its labels stay legible.
+    """
     out = []
     for k, (fig, caption) in enumerate(plots):
         name = f"figures/{_slug(claim_id)}-{k}.png"
+        wide = bool(fig.get_figwidth() >= WIDE_FIGURE_INCHES)
         write_bytes_atomic(Path(report_dir) / name, figure_to_png(fig, dpi=FIGURE_DPI))
-        out.append({"file": name, "caption": caption})
+        out.append({"file": name, "caption": caption, "wide": wide})
     return out
 
 

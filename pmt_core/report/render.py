@@ -144,6 +144,15 @@ def _data_uri(report_dir: Path, name: str) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
+def group_counts(claims: list[dict]) -> dict:
+    """Return a group's verdict counts for the navigation bar, and their tooltip."""
+    counts = {v: sum(c.get("verdict") == v for c in claims)
+              for v in ("holds", "does not hold", "inconclusive")}
+    counts = {v: n for v, n in counts.items() if n}
+    return {"counts": counts,
+            "counts_title": ", ".join(f"{n} {v}" for v, n in counts.items()) or "no verdicts"}
+
+
 def render_html(report: dict, report_dir: str | Path = ".") -> str:
     """Render the report dict to a self-contained HTML page (plots from ``report_dir``)."""
     report_dir = Path(report_dir)
@@ -157,7 +166,7 @@ def render_html(report: dict, report_dir: str | Path = ".") -> str:
         members = [c for c in claims if c.get("group") == key]
         if members or (key == "data" and report.get("dataset")):
             groups.append({"key": key, "title": title, "intro": GROUP_INTROS.get(key, ""),
-                           "claims": members})
+                           "claims": members, **group_counts(members)})
     others = [c for c in claims if c.get("group") not in GROUPS]
     if others:
         groups.append({"key": "other", "title": "Other claims", "intro": "", "claims": others})
