@@ -2,8 +2,9 @@
 
 Subcommands::
 
-    explain FILE.wav [--checkpoint reports/models/s1s2.pt] [--rule epsilon_zplus]
-                     [--out FILE.png] [--top 10] [--device cpu] [--any-config]
+    explain AUDIO [AUDIO ...] [--checkpoint reports/models/s1s2.pt]
+            [--rule epsilon_zplus] [--out FILE.png | --out DIR | --no-png]
+            [--json] [--top 10] [--device cpu] [--any-config]
     cache info  [--cache-dir DIR]
     cache clear [--cache-dir DIR]
     baseline update REPORT.json BASELINE.json
@@ -20,6 +21,16 @@ writes over an input or deletes what it did not create: ``explain`` writes only 
 ``.png`` that is not an input (by default ``FILE.relevance.png``, the recording's
 whole name kept), ``baseline update`` replaces only a baseline file, ``cache
 clear`` removes only cache entries.
+
+``explain`` takes files and folders (a folder: its WAV and FLAC files). Every
+path, input and output, and the checkpoint are checked before the first
+recording is scattered; a problem there (a missing file, two recordings that
+would write one map, ``--out x.png`` for several recordings) is one ``error:``
+line and status 2 with nothing done. A recording that fails later (unreadable,
+silent) prints one ``error: FILE: ...`` line on stderr and the others are still
+explained; the status is then 2. ``--json`` prints one JSON object per explained
+recording on stdout (JSON Lines, strict JSON: no NaN); the text output escapes
+control characters in file and class names.
 """
 
 from __future__ import annotations
@@ -75,20 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     explain = commands.add_parser(
-        "explain", help="classify a recording and map its LRP relevance (carrier x modulation)",
-        description="Scatter a recording, classify its playing technique with a trained "
-                    "checkpoint, explain the prediction with LRP and write the relevance map "
-                    "over carrier (lambda1) x modulation (lambda2) in Hz as a PNG.")
-    explain.add_argument("audio", metavar="FILE", help="WAV or FLAC recording")
+        "explain", help="classify recordings and map their LRP relevance (carrier x modulation)",
+        description="Scatter each recording, classify its playing technique with a trained "
+                    "checkpoint, explain the prediction with LRP (one-hot top relevance, as in "
+                    "the validation suite) and write the relevance map over carrier "
+                    "(lambda1) x modulation (lambda2) in Hz as a PNG. A recording that fails "
+                    "is reported on stderr and the others go on (exit status 2).")
+    explain.add_argument("audio", metavar="AUDIO", nargs="+",
+                         help="WAV or FLAC recording, or a folder of them (its .wav and .flac "
+                              "files, not its subfolders)")
     explain.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
                          help="trained model (default: %(default)s, written by "
                               "'pytest validation')")
     explain.add_argument("--rule", default=DEFAULT_RULE, choices=sorted(RULES),
                          help="LRP rule set (default: %(default)s, the paper's text; "
                               "zplus_epsilon is the authors' code)")
-    explain.add_argument("--out", default=None,
-                         help="PNG to write (default: FILE.relevance.png, e.g. "
-                              "take.wav.relevance.png); never an input")
+    maps = explain.add_mutually_exclusive_group()
+    maps.add_argument("--out", default=None,
+                      help="one AUDIO file: the PNG to write (default: AUDIO.relevance.png, "
+                           "e.g. take.wav.relevance.png); several or a folder: the folder "
+                           "for DIR/NAME.relevance.png (default: next to each recording); "
+                           "never an input")
+    maps.add_argument("--no-png", action="store_true", help="write no relevance map")
+    explain.add_argument("--json", action="store_true",
+                         help="one JSON object per recording and line (JSON Lines)")
     explain.add_argument("--top", type=_count, default=10, help="paths to list (default 10)")
     explain.add_argument("--device", default="cpu", type=_device,
                          help="'cpu' (default), 'cuda' or 'auto'")
@@ -218,27 +239,41 @@ def _claims(args) -> int:
 
 
 def _explain(args) -> int:
-    from pmt_core.explain_audio import (
-        check_output,
-        explain_recording,
-        format_explanation,
-        write_relevance_png,
-    )
-    from pmt_core.infra.checks import check_input_file
+    from pmt_core.explain_audio import Explainer, format_explanation, write_relevance_png
+    from pmt_core.explain_files import ExplainError, expand_inputs, plan_outputs
+    from pmt_core.infra.checks import check_input_file, one_line, printable
 
-    # The arguments and the output are checked before the minutes of scattering.
-    check_input_file(args.audio, "AUDIO")
+    # Every path is checked before the checkpoint is loaded and the first scatter.
+    recordings, single = expand_inputs(args.audio)
     check_input_file(args.checkpoint, "--checkpoint")
-    out = check_output(args.out, args.audio, args.checkpoint)
-    explanation = explain_recording(args.audio, args.checkpoint, rule=args.rule,
-                                    device=None if args.device == "auto" else args.device,
-                                    any_config=args.any_config)
-    title = (f"{Path(args.audio).name}: {explanation.predicted} "
-             f"(p = {explanation.probabilities[explanation.predicted]:.2f}), LRP {args.rule}")
-    write_relevance_png(explanation, out, title, inputs=[args.audio, args.checkpoint])
-    print(format_explanation(explanation, args.audio, args.top))
-    print(f"  relevance map: {out}")
-    return 0
+    outputs = ([None] * len(recordings) if args.no_png
+               else plan_outputs(recordings, args.out, args.checkpoint, single))
+    explainer = Explainer.load(args.checkpoint, rule=args.rule,
+                               device=None if args.device == "auto" else args.device,
+                               any_config=args.any_config)
+    failed = 0
+    for audio, out in zip(recordings, outputs, strict=True):
+        try:
+            explanation = explainer.explain(audio)
+            if out is not None:
+                title = (f"{printable(audio.name)}: {printable(explanation.predicted)} "
+                         f"(p = {explanation.probabilities[explanation.predicted]:.2f}), "
+                         f"LRP {args.rule}")
+                # rechecked at the write (plan_outputs checked it against every input)
+                write_relevance_png(explanation, out, title, inputs=[audio, args.checkpoint])
+        except ExplainError as exc:
+            # one recording's fault (unreadable, silent): report it, explain the others
+            print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        if args.json:
+            print(json.dumps(explanation.to_record(audio, args.top, out), allow_nan=False),
+                  flush=True)
+        else:
+            print(format_explanation(explanation, str(audio), args.top))
+            print(f"  relevance map: {printable(out) if out is not None else 'not written'}",
+                  flush=True)
+    return EXIT_ERROR if failed else 0
 
 
 def cache_summary(root: Path | None) -> dict:

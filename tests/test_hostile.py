@@ -34,12 +34,8 @@ from pmt_core import __main__ as cli
 from pmt_core import explain_audio
 from pmt_core.data.audio import AudioError, fix_length, load_audio, prepare_signals
 from pmt_core.data.datasets import DatasetError, load_dataset
-from pmt_core.explain_audio import (
-    ExplainError,
-    check_output,
-    default_output,
-    write_relevance_png,
-)
+from pmt_core.explain_audio import write_relevance_png
+from pmt_core.explain_files import ExplainError, check_output, default_output
 from pmt_core.features.compression import LogCompression
 from pmt_core.features.scattering import ScatteringConfig, path_table
 from pmt_core.infra import cache as cache_module
@@ -1019,13 +1015,21 @@ def cli_files(tmp_path_factory, good_checkpoint):
     outputs = tmp_path_factory.mktemp("cli-hostile-out")
     files = {"folder": folder, "audio": audio, "good": good_checkpoint,
              "under_file": audio / "map.png", "out_png": outputs / "x.png",
-             "new_baseline": outputs / "b.json"}
+             "new_baseline": outputs / "b.json", "out_dir": outputs / "maps"}
+    # another take.wav, in a subfolder (which a folder argument does not search)
+    files["same_name"] = folder / "other" / "take.wav"
+    files["same_name"].parent.mkdir()
+    files["same_name"].write_bytes(audio.read_bytes())
+    files["no_audio"] = folder / "no-audio"
+    files["no_audio"].mkdir()
     for name, edit in (("nan", _nan_at("conv1.weight")),
                        ("dupes", lambda p: p["metadata"].update(
                            class_names=["trill"] * 2 + list(TECHNIQUES[2:]))),
                        ("negmean", lambda p: p["metadata"]["compression"]["mu"].__setitem__(
                            0, -1.0)),
-                       ("paths", lambda p: p["metadata"].update(input_kind="s1s2"))):
+                       ("paths", lambda p: p["metadata"].update(input_kind="s1s2")),
+                       ("escape", lambda p: p["metadata"]["class_names"].__setitem__(
+                           0, "trill\x1b[2J"))):
         files[name] = _damaged(good_checkpoint, folder / f"{name}.pt", edit)
     (folder / "garbage.pt").write_bytes(b"not a checkpoint")
     files["garbage"] = folder / "garbage.pt"
@@ -1082,12 +1086,28 @@ CLI_REFUSED = [
          ("explain", "@audio", "--checkpoint", "@good", "--out", "@folder")),
     case(TRACE, "explain-audio-missing", "explain nowhere.wav", "one line: no such audio file",
          ("explain", "nowhere.wav", "--checkpoint", "@good", "--out", "@out_png")),
-    case(TRACE, "explain-audio-is-folder", "explain FOLDER", "one line: is a folder",
+    case(LOSS, "explain-folder-out-png", "explain FOLDER --out x.png (every map of the "
+         "folder written to one file)", "one line: --out names a folder for their maps",
          ("explain", "@folder", "--checkpoint", "@good", "--out", "@out_png")),
+    case(LOSS, "explain-several-out-png", "explain a.wav b.wav --out x.png",
+         "one line: --out names a folder for their maps",
+         ("explain", "@audio", "@same_name", "--checkpoint", "@good", "--out", "@out_png")),
+    case(LOSS, "explain-same-map-name", "explain x/take.wav y/take.wav --out DIR (the "
+         "second map replaced the first)", "one line: would both write, before the scatter",
+         ("explain", "@audio", "@same_name", "--checkpoint", "@good", "--out", "@out_dir")),
+    case(WRONG, "explain-audio-twice", "explain FOLDER FOLDER/take.wav (explained twice)",
+         "one line: is given twice", ("explain", "@folder", "@audio", "--checkpoint", "@good")),
+    case(TRACE, "explain-folder-without-audio", "explain FOLDER with no WAV or FLAC file",
+         "one line: a folder without WAV or FLAC files",
+         ("explain", "@no_audio", "--checkpoint", "@good")),
+    case(TRACE, "explain-out-and-no-png", "explain --out x.png --no-png",
+         "one line: not allowed with",
+         ("explain", "@audio", "--checkpoint", "@good", "--out", "@out_png", "--no-png")),
     case(TRACE, "explain-audio-empty", "explain '' (traceback: an empty name)",
          "one line: AUDIO is empty", ("explain", "", "--checkpoint", "@good")),
     case(TRACE, "explain-audio-root", "explain / (traceback: an empty name)",
-         "one line: is a folder", ("explain", "/", "--checkpoint", "@good")),
+         "one line: a folder without WAV or FLAC files", ("explain", "/", "--checkpoint",
+                                                          "@good")),
     case(TRACE, "explain-audio-name-too-long", "explain with a 300-character name "
          "(traceback: File name too long)", "one line naming the cause",
          ("explain", "a" * 300 + ".wav", "--checkpoint", "@good")),
@@ -1114,6 +1134,9 @@ CLI_REFUSED = [
          ("explain", "@audio", "--checkpoint", "@paths")),
     case(TRACE, "explain-ckpt-garbage", "a file that is not a checkpoint",
          "one line: cannot read checkpoint", ("explain", "@audio", "--checkpoint", "@garbage")),
+    case(WRONG, "explain-ckpt-class-escape", "a class name holding an escape sequence "
+         "(printed raw: clears the terminal)", "one line: class names must be printable "
+         "text, the name escaped", ("explain", "@audio", "--checkpoint", "@escape")),
     case(TRACE, "cache-no-action", "cache without info/clear", "one line, exit 2", ("cache",)),
     case(TRACE, "cache-info-root-is-file", "cache info --cache-dir FILE",
          "one line: is a file, not a folder", ("cache", "info", "--cache-dir", "@notes")),

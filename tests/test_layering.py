@@ -24,7 +24,7 @@ LAYERS = {
     "figures": 7,
     "claims": 8,
     "report": 9,
-    "pytest_plugin": 10, "explain_audio": 10, "__main__": 10, "__init__": 10,
+    "pytest_plugin": 10, "explain_audio": 10, "explain_files": 10, "__main__": 10, "__init__": 10,
 }  # fmt: skip
 
 

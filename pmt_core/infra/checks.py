@@ -414,3 +414,28 @@ def _check_output_path(path: Path, inputs, name, suffix, may_replace) -> Path:
                          "refusing to overwrite it; choose another name")
     check_writable_folder(path.parent if str(path.parent) else Path("."), name)
     return path
+
+
+def printable(text: object) -> str:
+    r"""Return ``text`` with every character a terminal would act on shown as its escape.
+
+    File names and class names come from the user's data: a name holding
+    ``"\x1b[2J"`` would clear the screen, a ``"\r"`` would overwrite the line.
+    Printable text (accents included) is returned unchanged.
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+        ``text`` if it is printable, else each non-printable character replaced by
+        its Python escape (``\x1b``, ``\n``, ``\udc80``), without quotes.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
