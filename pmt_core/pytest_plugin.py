@@ -40,7 +40,9 @@ what the paper states.
 from __future__ import annotations
 
 import json
+import shlex
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -267,6 +269,7 @@ class ClaimRecorder:
         self.records: dict[str, dict] = {}
         self.run = None
         self.started = time.perf_counter()
+        self.started_utc = datetime.now(UTC).isoformat(timespec="seconds")
         self.regression: dict | None = None
         self.paths: tuple = ()
         self.report: dict | None = None
@@ -354,9 +357,14 @@ class ClaimRecorder:
             else:
                 examples.write_records(*records, report_dir)
                 examples.attach_worst_cases(list(self.records.values()), *records, report_dir)
+        from pmt_core.infra.provenance import file_checksums
+
+        written = [n for n in RUN_OUTPUTS if not n.startswith("validation.")]
         report = build_report(list(self.records.values()), self.run, config.pmt_settings,
-                              command=" ".join(config.invocation_params.args),
-                              elapsed=time.perf_counter() - self.started)
+                              command=shlex.join(["pytest", *config.invocation_params.args]),
+                              elapsed=time.perf_counter() - self.started,
+                              started_utc=self.started_utc,
+                              artifacts=file_checksums(report_dir, written))
         baseline_path = config.getoption("--baseline")
         if baseline_path:
             self.regression = _compare_with_baseline(report, baseline_path, self.selected)

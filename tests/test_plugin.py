@@ -107,6 +107,10 @@ def test_verdicts_map_onto_outcomes(project):
     assert by_id["demo.crash"]["status"] == "failed" and by_id["demo.crash"]["verdict"] is None
     assert by_id["demo.two"]["verdict"] == "does not hold"
     assert report["gate"]["failed"] and "demo.bad" in report["gate"]["findings_not_holding"]
+    provenance = report["provenance"]  # when, with what command, beside which files
+    assert provenance["started_utc"] <= provenance["finished_utc"]
+    assert report["command"].startswith("pytest ")
+    assert provenance["artifacts"] == {}  # the fake run wrote no split or checkpoint
 
 
 def test_findings_alone_keep_the_exit_status_zero(project):

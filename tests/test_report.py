@@ -1,5 +1,6 @@
 """The report: JSON contract, self-contained HTML, verdict matrix first."""
 
+import hashlib
 import json
 import re
 
@@ -121,3 +122,17 @@ def test_scoreboard_says_when_a_statement_rests_on_estimated_rates():
         entry = next(e for e in scoreboard([record], "epsilon") if e["key"] == "localisation")
         assert entry["rates_estimated"] is expected
         assert ("rates estimated from the audio" in entry["sentence"]) is expected
+
+
+def test_provenance_names_exact_versions_and_the_files_written(tmp_path):
+    from importlib.metadata import version
+
+    from pmt_core.infra.provenance import file_checksums, library_versions
+
+    versions = library_versions()
+    assert versions["zennit"] == version("zennit")  # was "0.5.x": zennit has no __version__
+    assert versions["captum"] == version("captum")
+    (tmp_path / "split.csv").write_text("path,technique\n")
+    sums = file_checksums(tmp_path, ["split.csv", "models/s1s2.pt"])
+    assert list(sums) == ["split.csv"]  # what is not there is left out
+    assert sums["split.csv"] == hashlib.sha256(b"path,technique\n").hexdigest()

@@ -12,8 +12,6 @@ import platform
 import subprocess
 from pathlib import Path
 
-import numpy as np
-
 #: CPU instruction-set extensions that change float rounding in BLAS and FFT kernels.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd")
 
@@ -55,17 +53,37 @@ def cpu_info() -> dict:
             "cpu_count": os.cpu_count()}
 
 
-def library_versions() -> dict:
-    """Versions of the libraries whose arithmetic the figures depend on."""
-    import kymatio
-    import pandas
-    import scipy
-    import torch
-    import zennit
+#: Installed distributions whose code the figures or the report depend on.
+DISTRIBUTIONS = ("torch", "kymatio", "zennit", "captum", "numpy", "scipy", "pandas",
+                 "scikit-learn", "soundfile", "matplotlib", "jinja2")
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "kymatio": kymatio.__version__, "zennit": getattr(zennit, "__version__", "0.5.x"),
-            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pandas.__version__}
+
+def library_versions() -> dict:
+    """Exact installed versions (package metadata) of :data:`DISTRIBUTIONS`, and Python's.
+
+    A distribution that is not installed is ``None``.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in DISTRIBUTIONS:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def file_checksums(folder: str | os.PathLike, names) -> dict:
+    """SHA-256 of each of ``names`` that exists under ``folder`` (``{name: hex}``).
+
+    What a run wrote (its split, checkpoints, per-example records), so that a report
+    can be matched with the files beside it.
+    """
+    from pmt_core.infra.cache import file_digest
+
+    return {name: file_digest(Path(folder) / name) for name in names
+            if (Path(folder) / name).is_file()}
 
 
 def provenance(device=None, code: dict | None = None) -> dict:

@@ -77,7 +77,8 @@ def verdict_matrix(records: list[dict]) -> dict:
 
 
 def build_report(records: list[dict], run, settings, *, command: str = "",
-                 elapsed: float | None = None) -> dict:
+                 elapsed: float | None = None, started_utc: str | None = None,
+                 artifacts: dict | None = None) -> dict:
     """Return the report dict of a session (see the module notes).
 
     Parameters
@@ -91,7 +92,14 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
     command : str
     elapsed : float, optional
         Seconds since the session started.
+    started_utc : str, optional
+        When the session started (ISO 8601, UTC); ``provenance`` adds when it ended.
+    artifacts : dict, optional
+        SHA-256 of the files the run wrote beside the report (split, checkpoints,
+        per-example records): ``provenance.artifacts``.
     """
+    from datetime import UTC, datetime
+
     from pmt_core.infra.provenance import library_versions, provenance
 
     records = sorted(records, key=_group_rank)
@@ -118,8 +126,12 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
                      "seed": settings.seed, "device": settings.device,
                      "perturb": settings.perturb, "replicates": replicates},
         "dataset": dataset,
-        "provenance": provenance(run.device if run is not None and run.computed("device")
-                                 else None, code=getattr(run, "code_state", None)),
+        "provenance": {
+            **provenance(run.device if run is not None and run.computed("device") else None,
+                         code=getattr(run, "code_state", None)),
+            "started_utc": started_utc,
+            "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "artifacts": artifacts or {}},
         "versions": library_versions(), "timings_s": timings, "command": command,
         "paper_vs_code": PAPER_VS_CODE, "matrix": verdict_matrix(records),
         "paper_reading": paper_reading(),
