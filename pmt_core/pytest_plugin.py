@@ -102,9 +102,12 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    """Give the report folder back."""
+    """Remove an unpublished staging folder; give the report folder back."""
     lock = getattr(config, "pmt_lock", None)
     if lock is not None:
+        from pmt_core.infra.atomic import discard_staging
+
+        discard_staging(config.pmt_settings.report_dir)  # a no-op once published
         lock.release()
 
 
@@ -114,7 +117,9 @@ def _lock_report_dir(config) -> None:
     Taken once claims are collected (a unit-test session never writes a report),
     before any work; a busy folder ends the session with one usage line.
     """
-    from pmt_core.infra.atomic import FolderBusy, FolderLock
+    import dataclasses
+
+    from pmt_core.infra.atomic import FolderBusy, FolderLock, fresh_staging
 
     report_dir = config.pmt_settings.report_dir
     try:
@@ -124,6 +129,14 @@ def _lock_report_dir(config) -> None:
     except OSError as exc:
         pytest.exit(f"--report-dir: cannot lock {report_dir}: {exc}",
                     returncode=pytest.ExitCode.USAGE_ERROR)
+    # The run writes into a staging folder; its outputs replace the earlier run's
+    # only at the end (publish_staging), so a reader never sees parts of two runs.
+    try:
+        staging = fresh_staging(report_dir)
+    except OSError as exc:
+        pytest.exit(f"--report-dir: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    config.pmt_report_dir = Path(report_dir)
+    config.pmt_settings = dataclasses.replace(config.pmt_settings, report_dir=str(staging))
 
 
 def settings_from_options(config):
@@ -172,6 +185,12 @@ def settings_from_options(config):
 RUN_OUTPUTS = ("validation.json", "validation.html", "split.csv", "rates.csv",
                "examples.csv", "maps.npz", "models/compression.json",
                "models/s1s2.pt")
+#: Everything a run writes, as glob patterns: what a new run's outputs replace
+#: (an earlier run's file that the new run did not write is removed with them).
+OWNED_OUTPUTS = (*RUN_OUTPUTS, "models/s1.pt", "models/s1-r*.pt", "models/s1s2-r*.pt",
+                 "figures/*.png")
+#: Published last: a reader who finds the new report finds the new files beside it.
+REPORT_FILES = ("validation.json", "validation.html")
 
 
 def check_run_outputs(report_dir: Path, inputs: list) -> None:
@@ -343,11 +362,13 @@ class ClaimRecorder:
         """Compare with the baseline, write the reports (and the new baseline)."""
         if not self.records or getattr(self.config, "workerinput", None) is not None:
             return
+        from pmt_core.infra.atomic import publish_staging
         from pmt_core.report.build import build_report
         from pmt_core.report.render import write_report
 
         config = self.config
-        report_dir = Path(config.getoption("--report-dir"))
+        report_dir = Path(config.pmt_settings.report_dir)  # the staging folder
+        published = getattr(config, "pmt_report_dir", report_dir)
         if self.run is not None:
             from pmt_core.report import examples
 
@@ -359,11 +380,11 @@ class ClaimRecorder:
                 examples.attach_worst_cases(list(self.records.values()), *records, report_dir)
         from pmt_core.infra.provenance import file_checksums
 
-        written = [n for n in RUN_OUTPUTS if not n.startswith("validation.")]
+        written = [n for n in RUN_OUTPUTS if n not in REPORT_FILES]
         report = build_report(list(self.records.values()), self.run, config.pmt_settings,
                               command=shlex.join(["pytest", *config.invocation_params.args]),
                               elapsed=time.perf_counter() - self.started,
-                              started_utc=self.started_utc,
+                              started_utc=self.started_utc, report_dir=published,
                               artifacts=file_checksums(report_dir, written))
         baseline_path = config.getoption("--baseline")
         if baseline_path:
@@ -374,6 +395,9 @@ class ClaimRecorder:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.report = report
         self.paths = write_report(report, report_dir)
+        if published != report_dir:
+            publish_staging(report_dir, published, OWNED_OUTPUTS, last=REPORT_FILES)
+            self.paths = tuple(published / p.name for p in self.paths)
         if config.getoption("--update-baseline"):
             from pmt_core.report.regression import write_baseline
 

@@ -54,3 +54,25 @@ def test_data_reach_the_disk_before_the_rename(tmp_path, monkeypatch, fsync):
     write_text_atomic(tmp_path / "a.txt", "x", fsync=fsync)
     assert len(calls) == (1 if fsync else 0)
     assert (tmp_path / "a.txt").read_text() == "x"
+
+
+def test_publishing_moves_every_file_removes_stale_outputs_and_keeps_the_rest(tmp_path):
+    from pmt_core.infra.atomic import fresh_staging, publish_staging
+
+    target = tmp_path / "reports"
+    (target / "models").mkdir(parents=True)
+    (target / "models" / "s1-r7.pt").write_text("stale")
+    (target / "models" / "s1.pt").write_text("old")
+    (target / "baseline.json").write_text("kept")
+    staging = fresh_staging(target)
+    (staging / "models").mkdir()
+    (staging / "models" / "s1.pt").write_text("new")
+    (staging / "validation.json").write_text("report")
+    (staging / "split.csv").write_text("split")
+    published = publish_staging(staging, target, ("models/s1*.pt", "split.csv"),
+                                last=("validation.json",))
+    assert published[-1] == target / "validation.json"  # the report last
+    assert (target / "models" / "s1.pt").read_text() == "new"
+    assert not (target / "models" / "s1-r7.pt").exists()
+    assert (target / "baseline.json").read_text() == "kept"
+    assert not staging.exists()

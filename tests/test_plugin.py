@@ -216,3 +216,43 @@ def test_a_report_folder_belongs_to_one_run_at_a_time(project):
     assert (reports / LOCK_NAME).exists()
     assert _run(project, "-k", "good").ret == 0
     assert (reports / "validation.json").exists()
+
+
+def test_a_run_replaces_the_earlier_runs_outputs_whole(project):
+    from pmt_core.infra.atomic import STAGING_NAME
+
+    reports = project.path / "reports"
+    (reports / "models").mkdir(parents=True)
+    (reports / "figures").mkdir()
+    # an earlier run's outputs that this run does not write, and the user's own files
+    (reports / "models" / "s1s2-r9.pt").write_bytes(b"old replicate")
+    (reports / "figures" / "old-claim-0.png").write_bytes(b"old figure")
+    (reports / "examples.csv").write_text("old records\n")
+    (reports / "baseline-ci.json").write_text("{}")
+    (reports / "models" / "mine.pt").write_bytes(b"the user's model")
+    (reports / "notes.txt").write_text("mine")
+    assert _run(project, "-k", "good").ret == 0
+    assert (reports / "validation.json").exists() and (reports / "validation.html").exists()
+    assert not (reports / "models" / "s1s2-r9.pt").exists()
+    assert not (reports / "figures" / "old-claim-0.png").exists()
+    assert not (reports / "examples.csv").exists()
+    assert (reports / "baseline-ci.json").read_text() == "{}"
+    assert (reports / "models" / "mine.pt").read_bytes() == b"the user's model"
+    assert (reports / "notes.txt").read_text() == "mine"
+    assert not (reports / STAGING_NAME).exists()  # published, nothing left behind
+
+
+def test_a_stale_staging_folder_is_emptied_and_a_foreign_one_refused(project):
+    from pmt_core.infra.atomic import STAGING_NAME, fresh_staging
+
+    reports = project.path / "reports"
+    staging = fresh_staging(reports)  # as a killed run leaves it
+    (staging / "split.csv").write_text("half a run")
+    assert _run(project, "-k", "good").ret == 0
+    assert not staging.exists() and (reports / "validation.json").exists()
+    (reports / STAGING_NAME).mkdir()  # not the suite's: no marker
+    (reports / STAGING_NAME / "x.txt").write_text("someone's")
+    result = _run(project, "-k", "good")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*is not this suite's staging folder*"])
+    assert (reports / STAGING_NAME / "x.txt").read_text() == "someone's"

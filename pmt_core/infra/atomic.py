@@ -115,3 +115,90 @@ class FolderLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+#: Name of the folder a run writes into before its outputs replace the earlier run's.
+STAGING_NAME = ".pmt-staging"
+#: Marker file that says a staging folder is the suite's own (and may be removed).
+_STAGING_MARKER = ".pmt-staging-folder"
+
+
+def fresh_staging(folder: str | os.PathLike) -> Path:
+    """Return an empty staging folder inside ``folder`` (the caller holds its lock).
+
+    A staging folder left by a run that was killed is the suite's own (it holds
+    :data:`_STAGING_MARKER`) and is emptied; a folder of that name without the
+    marker is someone else's, and is refused.
+
+    Raises
+    ------
+    FileExistsError
+        If ``folder/.pmt-staging`` exists and is not a staging folder.
+    """
+    import shutil
+
+    staging = Path(folder) / STAGING_NAME
+    if staging.exists() or staging.is_symlink():
+        if staging.is_symlink() or not (staging / _STAGING_MARKER).is_file():
+            raise FileExistsError(errno.EEXIST, "exists and is not this suite's staging "
+                                  "folder; move it away", str(staging))
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    (staging / _STAGING_MARKER).touch()
+    return staging
+
+
+def discard_staging(staging: str | os.PathLike) -> None:
+    """Remove a staging folder (a run that published nothing leaves no debris)."""
+    import shutil
+
+    staging = Path(staging)
+    if (staging / _STAGING_MARKER).is_file() and not staging.is_symlink():
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_staging(staging: str | os.PathLike, target: str | os.PathLike,
+                    owned: tuple[str, ...], last: tuple[str, ...] = ()) -> list[Path]:
+    """Move a run's outputs from ``staging`` into ``target``, replacing the earlier run's.
+
+    Every file is renamed into place (atomic per file, same file system); an output
+    of an earlier run that this run did not write (a file of ``target`` matching one
+    of the ``owned`` glob patterns) is removed, so the folder never shows one run's
+    report beside another run's split or checkpoints; files matching nothing in
+    ``owned`` (a baseline, the user's notes) are left alone. The ``last`` files (the
+    report) are moved last: whoever reads a new report finds the new files beside it.
+
+    Parameters
+    ----------
+    staging, target : path-like
+    owned : tuple of str
+        Glob patterns, relative to ``target``, of what runs write (``"models/*.pt"``).
+    last : tuple of str
+        Relative paths moved after everything else.
+
+    Returns
+    -------
+    list of Path
+        The published files, in ``target``.
+    """
+    staging, target = Path(staging), Path(target)
+    files = sorted(p.relative_to(staging) for p in staging.rglob("*")
+                   if p.is_file() and p.name != _STAGING_MARKER)
+    files.sort(key=lambda rel: str(rel) in last)  # stable: the report last
+    new = {str(rel) for rel in files}
+    stale = [p for pattern in owned for p in target.glob(pattern)
+             if p.is_file() and str(p.relative_to(target)) not in new]
+    published = []
+    for rel in files:
+        if str(rel) in last:
+            for old in stale:
+                old.unlink(missing_ok=True)
+            stale = []
+        destination = target / rel
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, destination)
+        published.append(destination)
+    for old in stale:
+        old.unlink(missing_ok=True)
+    discard_staging(staging)
+    return published

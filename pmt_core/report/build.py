@@ -21,6 +21,8 @@ Nothing here depends on pytest: the plugin passes the records and the run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pmt_core.report.paper_vs_code import PAPER_VS_CODE
 from pmt_core.report.records import to_jsonable
 from pmt_core.report.scoreboard import scoreboard
@@ -78,7 +80,7 @@ def verdict_matrix(records: list[dict]) -> dict:
 
 def build_report(records: list[dict], run, settings, *, command: str = "",
                  elapsed: float | None = None, started_utc: str | None = None,
-                 artifacts: dict | None = None) -> dict:
+                 artifacts: dict | None = None, report_dir=None) -> dict:
     """Return the report dict of a session (see the module notes).
 
     Parameters
@@ -97,6 +99,9 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
     artifacts : dict, optional
         SHA-256 of the files the run wrote beside the report (split, checkpoints,
         per-example records): ``provenance.artifacts``.
+    report_dir : path-like, optional
+        Where the run's files end up (the run may write them into a staging
+        folder first); default the run's own folder.
     """
     from datetime import UTC, datetime
 
@@ -115,7 +120,7 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
             dataset["feature_cache"] = stage.cache
             dataset["feature_peak_rss_mib"] = getattr(stage, "peak_rss_mib", None)
             dataset["feature_recipe"] = getattr(stage, "recipe", None)
-        dataset["split_csv"] = str(run.report_dir / "split.csv")
+        dataset["split_csv"] = str(Path(report_dir or run.report_dir) / "split.csv")
     if run is not None and run.computed("device"):
         device = run.device_name
     replicates = run.n_replicates if run is not None else settings.replicates
