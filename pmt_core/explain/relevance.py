@@ -27,28 +27,19 @@ from pmt_core.features.scattering import PathTable
 
 __all__ = [
     "KurtosisSummary",
-    "SplitReference",
     "chance_hit_rate",
-    "energy_maps",
-    "energy_rank_correlation",
-    "grouped_profile_similarity",
-    "grouped_profiles",
     "kurtosis_per_example",
     "kurtosis_summary",
     "lambda2_profile",
     "local_maps",
-    "localisation_hits",
     "octave_distance",
     "peak_carrier_hz",
     "peak_modulation_hz",
     "peak_path",
-    "profile_similarity",
-    "random_split_reference",
     "rowwise_spearman",
     "s1_share",
     "top_n_aggregate",
     "top_n_positions",
-    "within_band",
 ]
 
 
@@ -325,34 +316,6 @@ def octave_distance(a_hz, b_hz) -> np.ndarray:
     return np.abs(np.log2(a / b))
 
 
-def localisation_hits(maps, paths: PathTable, true_rate_hz, tol_octaves: float) -> np.ndarray:
-    """Whether each example's peak second-order value lies near its true modulation rate.
-
-    Parameters
-    ----------
-    maps : array-like, shape (examples, paths)
-    paths : PathTable
-    true_rate_hz : array-like, shape (examples,)
-        Ground-truth modulation rate per example (Hz). Must be finite: filter out
-        examples without one first (a hit cannot be scored without ground truth).
-    tol_octaves : float
-        A hit is ``octave_distance(peak lambda2, rate) <= tol_octaves``.
-
-    Returns
-    -------
-    numpy.ndarray of bool, shape (examples,)
-    """
-    rate = np.asarray(true_rate_hz, dtype=np.float64).ravel()
-    if not np.all(np.isfinite(rate)):
-        raise ValueError("true_rate_hz has NaN or inf; drop examples without ground truth")
-    if tol_octaves < 0:
-        raise ValueError("tol_octaves must be non-negative")
-    peaks = peak_modulation_hz(maps, paths)
-    if peaks.shape != rate.shape:
-        raise ValueError(f"{rate.shape[0]} rates for {peaks.shape[0]} maps")
-    return octave_distance(peaks, rate) <= tol_octaves
-
-
 def chance_hit_rate(paths: PathTable, true_rate_hz, tol_octaves: float) -> np.ndarray:
     """Exact hit probability of a random map, per example.
 
@@ -376,29 +339,6 @@ def chance_hit_rate(paths: PathTable, true_rate_hz, tol_octaves: float) -> np.nd
     lam2 = np.asarray(paths.modulation_hz)[paths.second_order]
     near = octave_distance(lam2[None, :], rate[:, None]) <= tol_octaves
     return near.mean(axis=1)
-
-
-def within_band(hz, band_hz: tuple[float, float], tol_octaves: float = 0.0) -> np.ndarray:
-    """Whether frequencies lie in ``band_hz`` widened by ``tol_octaves`` on both sides.
-
-    Parameters
-    ----------
-    hz : array-like
-    band_hz : (low, high)
-        Physical band in Hz, e.g. ``MODULATION_BAND_HZ["trill"]``.
-    tol_octaves : float
-        Widening: the band becomes ``[low / 2**tol, high * 2**tol]``.
-
-    Returns
-    -------
-    numpy.ndarray of bool
-    """
-    low, high = band_hz
-    if not 0 < low <= high:
-        raise ValueError(f"invalid band {band_hz}")
-    hz = np.asarray(hz, dtype=np.float64)
-    widen = 2.0**tol_octaves
-    return (hz >= low / widen) & (hz <= high * widen)
 
 
 def s1_share(maps, paths: PathTable) -> np.ndarray:
@@ -426,72 +366,6 @@ def s1_share(maps, paths: PathTable) -> np.ndarray:
 
 
 # --- relevance against energy -----------------------------------------------------
-
-
-def energy_maps(values, reference_mean=None) -> np.ndarray:
-    """Time-averaged scattering energy per path, optionally relative to a reference.
-
-    Parameters
-    ----------
-    values : array-like, shape (examples, paths, frames)
-        Raw scattering coefficients with kymatio's per-path scale undone
-        (method.md section 1: raw kymatio 0.3.0 output is not comparable across
-        paths).
-    reference_mean : array-like, shape (paths,), optional
-        Per-path mean of the time-averaged coefficients over the training split.
-        Dividing by it gives "how unusual is this path for this example", which
-        removes the steep fall of energy with lambda1 and lambda2, so that a peak
-        is not always at the lowest modulation.
-
-    Returns
-    -------
-    numpy.ndarray, float64, shape (examples, paths)
-    """
-    values = np.asarray(values)
-    if values.ndim != 3:
-        raise ValueError(f"expected (examples, paths, frames), got {values.shape}")
-    # Accumulate in float64 without a float64 copy of the (large) input.
-    energy = values.mean(axis=-1, dtype=np.float64)
-    if reference_mean is not None:
-        ref = np.asarray(reference_mean, dtype=np.float64).ravel()
-        if ref.shape[0] != energy.shape[1]:
-            raise ValueError(f"reference has {ref.shape[0]} paths, values {energy.shape[1]}")
-        energy = energy / np.where(ref > 0, ref, np.inf)
-    return energy
-
-
-def energy_rank_correlation(maps, energy, paths: PathTable | None = None, order=None):
-    """Per-example Spearman rank correlation between relevance and scattering energy.
-
-    Paper section 4.2: "relevance values do not positively correlate with
-    scattering energy".
-
-    Parameters
-    ----------
-    maps : array-like, shape (examples, paths)
-        Time-averaged relevance (signed).
-    energy : array-like, shape (examples, paths)
-        Time-averaged scattering coefficients, e.g. from :func:`energy_maps`.
-    paths : PathTable, optional
-        Needed only with ``order``.
-    order : {None, 1, 2}
-        Restrict to paths of one order (None: all paths).
-
-    Returns
-    -------
-    numpy.ndarray, shape (examples,)
-        Spearman's rho (``scipy.stats.spearmanr``); NaN where a row is constant.
-    """
-    maps = _as_maps(maps)
-    energy = _as_maps(energy)
-    if maps.shape != energy.shape:
-        raise ValueError(f"maps {maps.shape} and energy {energy.shape} differ in shape")
-    if order is not None:
-        if paths is None:
-            raise ValueError("order needs the path table")
-        keep = np.asarray(paths.order) == order
-        maps, energy = maps[:, keep], energy[:, keep]
-    return rowwise_spearman(maps, energy)
 
 
 def rowwise_spearman(a, b) -> np.ndarray:
@@ -551,232 +425,6 @@ def lambda2_profile(values, paths: PathTable) -> tuple[np.ndarray, np.ndarray]:
     return freqs, values[..., s2] @ onehot
 
 
-def profile_similarity(a, b, method: str = "cosine") -> float:
-    """Similarity of two lambda2 profiles.
-
-    Parameters
-    ----------
-    a, b : array-like, shape (m,)
-    method : {"cosine", "spearman"}
-        ``cosine``: <a, b> / (|a| |b|), in [0, 1] for non-negative profiles such
-        as top-n counts; insensitive to the number of examples behind each profile
-        (scale-free) but sensitive to where the mass is. ``spearman``: rank
-        correlation over the lambda2 bins (``scipy.stats.spearmanr``), which weighs
-        empty tail bins as much as the peak; prefer cosine for sparse counts.
-
-    Returns
-    -------
-    float
-        NaN if a profile is all zero (cosine) or constant (spearman).
-    """
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"profiles differ in length: {a.size} and {b.size}")
-    if method == "cosine":
-        norm = np.linalg.norm(a) * np.linalg.norm(b)
-        return float(a @ b / norm) if norm > 0 else float("nan")
-    if method == "spearman":
-        if np.ptp(a) == 0 or np.ptp(b) == 0:
-            return float("nan")
-        return float(stats.spearmanr(a, b).statistic)
-    raise ValueError(f"method must be 'cosine' or 'spearman', got {method!r}")
-
-
-def _example_profiles(maps, paths: PathTable, top_n: int) -> tuple[np.ndarray, np.ndarray]:
-    """lambda2 profile of each example's own top-n counts (examples, lambda2 bins).
-
-    A group's aggregate (Eq. 13) is the sum of its examples' top-n indicator
-    vectors, and :func:`lambda2_profile` is linear, so a group's profile is the
-    sum of these rows: a regrouping costs a sum, not a new argsort.
-    """
-    maps = _as_maps(maps, paths)
-    onehot = np.zeros(maps.shape, dtype=np.float64)
-    if maps.shape[0]:
-        np.put_along_axis(onehot, top_n_positions(maps, top_n), 1.0, axis=1)
-    return lambda2_profile(onehot, paths)
-
-
-def _group_codes(groups, n_examples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct group labels and each example's code 0 .. G - 1; at least two groups."""
-    groups = np.asarray(groups).ravel()
-    if groups.shape[0] != n_examples:
-        raise ValueError(f"{groups.shape[0]} group labels for {n_examples} maps")
-    names, codes = np.unique(groups, return_inverse=True)
-    if names.size < 2:
-        raise ValueError("need at least two groups to compare")
-    return names, codes
-
-
-def _mean_pairwise_cosine(profiles: np.ndarray) -> float:
-    """Mean cosine over the G (G - 1) / 2 pairs of rows; all-zero rows give NaN pairs."""
-    norms = np.linalg.norm(profiles, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = profiles / norms[:, None]
-    a, b = np.triu_indices(profiles.shape[0], k=1)
-    sims = np.einsum("ij,ij->i", unit[a], unit[b])
-    sims = sims[np.isfinite(sims)]
-    return float(sims.mean()) if sims.size else float("nan")
-
-
-def grouped_profiles(maps, paths: PathTable, groups, top_n: int = 5):
-    """lambda2 profiles of the top-n aggregates (Eq. 13) of groups of examples.
-
-    Parameters
-    ----------
-    maps : array-like, shape (examples, paths)
-        Time-averaged relevance of the examples of one class.
-    paths : PathTable
-    groups : array-like, shape (examples,)
-        Group label of each example (e.g. its f0 tercile); at least two distinct.
-    top_n : int
-        Positions per example (the paper's top-5). They are taken over all paths,
-        S1 included, as in Eq. 13; positions on S1 paths have no lambda2 and drop
-        out of the profile.
-
-    Returns
-    -------
-    labels : numpy.ndarray, shape (G,)
-        The distinct group labels (sorted), i.e. the row order of ``profiles``.
-    modulation_hz : numpy.ndarray, shape (m,)
-    profiles : numpy.ndarray, shape (G, m)
-        Per group, top-n counts summed over the carriers of each lambda2.
-    """
-    freqs, per_example = _example_profiles(maps, paths, top_n)
-    labels, codes = _group_codes(groups, per_example.shape[0])
-    profiles = np.zeros((labels.size, freqs.size))
-    np.add.at(profiles, codes, per_example)
-    return labels, freqs, profiles
-
-
-def grouped_profile_similarity(maps, paths: PathTable, groups, top_n: int = 5) -> float:
-    """Mean pairwise cosine between the lambda2 profiles of groups of examples.
-
-    The statistic of the pitch-invariance claim (paper section 4.3: relevance at
-    the modulation rate "across pitch"): split a class's examples into groups
-    (f0 terciles), aggregate each group as in Eq. 13 (:func:`grouped_profiles`)
-    and compare the groups' lambda2 profiles by cosine similarity
-    (:func:`profile_similarity`), averaged over pairs.
-
-    Parameters
-    ----------
-    maps : array-like, shape (examples, paths)
-    paths : PathTable
-    groups : array-like, shape (examples,)
-    top_n : int
-
-    Returns
-    -------
-    float
-        In [0, 1] (count profiles are non-negative); pairs involving an all-zero
-        profile (a group whose top-n all fell on S1) are left out, NaN if none is
-        left.
-
-    Notes
-    -----
-    With few examples per group the profiles are noisy and the statistic stays
-    below 1 even for perfectly pitch-invariant maps: compare it with
-    :func:`random_split_reference`, not with a fixed bar.
-    """
-    return _mean_pairwise_cosine(grouped_profiles(maps, paths, groups, top_n)[2])
-
-
-@dataclass(frozen=True)
-class SplitReference:
-    """A grouped similarity against the same statistic on random splits.
-
-    Attributes
-    ----------
-    observed : float
-        :func:`grouped_profile_similarity` for the given grouping.
-    null : numpy.ndarray, shape (n_splits,)
-        The statistic for random reassignments of the examples to groups of the
-        same sizes (NaN where undefined).
-    """
-
-    observed: float
-    null: np.ndarray
-
-    @property
-    def null_mean(self) -> float:
-        """Mean of the finite random-split values."""
-        null = self.null[np.isfinite(self.null)]
-        return float(null.mean()) if null.size else float("nan")
-
-    @property
-    def null_q05(self) -> float:
-        """5th percentile of the finite random-split values."""
-        null = self.null[np.isfinite(self.null)]
-        return float(np.quantile(null, 0.05)) if null.size else float("nan")
-
-    @property
-    def ratio(self) -> float:
-        """``observed / null_mean``: 1 when the grouping is no worse than chance."""
-        m = self.null_mean
-        return float(self.observed / m) if np.isfinite(self.observed) and m > 0 else float("nan")
-
-    @property
-    def p_value(self) -> float:
-        """One-sided permutation p: share of random splits at or below ``observed``.
-
-        ``(1 + #{null <= observed}) / (1 + K)`` over the K finite values, the
-        +1 counting the observed split itself so that p is never 0 (Phipson &
-        Smyth 2010, "Permutation p-values should never be zero", Stat. Appl.
-        Genet. Mol. Biol. 9(1)). Small p: the grouping separates the profiles more
-        than grouping alone does.
-        """
-        null = self.null[np.isfinite(self.null)]
-        if not np.isfinite(self.observed) or null.size == 0:
-            return float("nan")
-        return float((1 + np.count_nonzero(null <= self.observed)) / (1 + null.size))
-
-
-def random_split_reference(
-    maps, paths: PathTable, groups, top_n: int = 5, n_splits: int = 200, seed=0
-) -> SplitReference:
-    """Permutation reference for :func:`grouped_profile_similarity`.
-
-    The group labels are shuffled ``n_splits`` times (same examples, same group
-    sizes) and the statistic recomputed. If the maps do not depend on what
-    defines the groups (pitch), the observed grouping is exchangeable with these
-    random ones (a permutation test; Good 2005, "Permutation, Parametric and
-    Bootstrap Tests of Hypotheses", ch. 3): the ratio of the observed statistic to
-    the random-split mean is about 1 however noisy the small-group profiles are.
-    A map that moves along lambda2 with the grouping variable gives a ratio below 1
-    and a small p-value.
-
-    Parameters
-    ----------
-    maps : array-like, shape (examples, paths)
-    paths : PathTable
-    groups : array-like, shape (examples,)
-        Observed grouping (e.g. f0 terciles of one class).
-    top_n : int
-        Positions per example (Eq. 13).
-    n_splits : int
-        Number K of random splits.
-    seed : int, sequence of int or numpy.random.SeedSequence
-        Seeds ``numpy.random.default_rng``; e.g. ``(run_seed, class_index)``.
-
-    Returns
-    -------
-    SplitReference
-    """
-    if n_splits < 1:
-        raise ValueError(f"n_splits must be positive, got {n_splits}")
-    freqs, per_example = _example_profiles(maps, paths, top_n)
-    labels, codes = _group_codes(groups, per_example.shape[0])
-
-    def statistic(c):
-        profiles = np.zeros((labels.size, freqs.size))
-        np.add.at(profiles, c, per_example)
-        return _mean_pairwise_cosine(profiles)
-
-    rng = np.random.default_rng(seed)
-    null = np.array([statistic(rng.permutation(codes)) for _ in range(n_splits)])
-    return SplitReference(observed=statistic(codes), null=null)
-
-
 # --- per-example rate tracking (the claims' nulls) -----------------------------------
 
 
@@ -813,48 +461,6 @@ def expected_permuted_hits(peak_hz, rate_hz, classes, tol_octaves: float) -> np.
         near = octave_distance(peak[members][:, None], rate[members][None, :]) <= tol_octaves
         out[members] = near.mean(axis=1)
     return out
-
-
-def within_class_rank_correlation(x, y, classes, min_per_class: int = 4):
-    """Spearman rho of x and y within each class, pooled by Fisher z (weights n - 3).
-
-    A quantity that is constant within a class (a class-constant map's peak)
-    has an undefined rank correlation there; it counts as rho = 0, the value of
-    no association.
-
-    Parameters
-    ----------
-    x, y : array-like, (n,)
-    classes : array-like, (n,)
-    min_per_class : int
-        Classes with fewer (finite) pairs are left out.
-
-    Returns
-    -------
-    pooled : float
-        tanh of the n - 3 weighted mean of arctanh(rho) (NaN if no class counts).
-    per_class : dict
-        class -> (n, rho).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    classes = np.asarray(classes)
-    per_class, zs, ws = {}, [], []
-    for c in np.unique(classes):
-        keep = (classes == c) & np.isfinite(x) & np.isfinite(y)
-        n = int(keep.sum())
-        if n < min_per_class:
-            continue
-        if np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
-            rho = 0.0
-        else:
-            rho = float(stats.spearmanr(x[keep], y[keep]).statistic)
-        per_class[c.item() if hasattr(c, "item") else c] = (n, rho)
-        zs.append(np.arctanh(np.clip(rho, -0.999999, 0.999999)))
-        ws.append(n - 3)
-    if not zs or sum(ws) <= 0:
-        return float("nan"), per_class
-    return float(np.tanh(np.average(zs, weights=ws))), per_class
 
 
 def ordered_pairs(bands: dict, names) -> list[tuple[str, str]]:
