@@ -136,3 +136,19 @@ def test_provenance_names_exact_versions_and_the_files_written(tmp_path):
     sums = file_checksums(tmp_path, ["split.csv", "models/s1s2.pt"])
     assert list(sums) == ["split.csv"]  # what is not there is left out
     assert sums["split.csv"] == hashlib.sha256(b"path,technique\n").hexdigest()
+
+
+def test_a_bound_is_fragile_when_an_interval_end_is_within_the_spread_of_its_bar():
+    from pmt_core.report.build import fragile_bounds
+
+    def record(low, high, spread):
+        return {"bounds": [{"figure": "lift", "name": "tracks the rate", "value": 0.15}],
+                "figures": {"lift": {"value": (low + high) / 2, "interval": [low, high],
+                                     "spread": spread}}}
+
+    assert fragile_bounds(record(0.06, 0.149, 0.03)) == ["tracks the rate"]  # 0.001 off
+    assert fragile_bounds(record(0.20, 0.30, 0.03)) == []  # 0.05 clear of the bar
+    assert fragile_bounds(record(0.16, 0.30, 0.03)) == ["tracks the rate"]
+    no_spread = record(0.06, 0.149, 0.03)
+    no_spread["figures"]["lift"]["spread"] = None  # an exact figure: nothing to say
+    assert fragile_bounds(no_spread) == []

@@ -108,6 +108,8 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
     from pmt_core.infra.provenance import library_versions, provenance
 
     records = sorted(records, key=_group_rank)
+    for record in records:
+        record["fragile"] = fragile_bounds(record)
     timings = dict(run.timings) if run is not None else {}
     if elapsed is not None:
         timings["total"] = elapsed
@@ -144,6 +146,29 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
         "gate": gate_summary(records),
         "regression": None, "claims": records,
     })
+
+
+def fragile_bounds(record: dict) -> list[str]:
+    """Names of a claim's bounds whose verdict one replicate more could move.
+
+    A bound is fragile when an end of its figure's interval lies within the
+    figure's replicate spread (the sd of the per-replicate values) of the bar: the
+    verdict there rests on less than the training noise of one replicate. A
+    marker for the reader, never part of the verdict.
+    """
+    out = []
+    figures = record.get("figures") or {}
+    for bound in record.get("bounds") or []:
+        estimate = figures.get(bound.get("figure"))
+        bar = bound.get("value")
+        if not isinstance(estimate, dict) or not isinstance(bar, int | float):
+            continue
+        interval, spread = estimate.get("interval"), estimate.get("spread")
+        if not interval or None in interval or spread is None:
+            continue
+        if min(abs(interval[0] - bar), abs(interval[1] - bar)) <= spread:
+            out.append(bound.get("name") or bound.get("figure"))
+    return out
 
 
 def paper_reading() -> str:

@@ -11,9 +11,12 @@ One record per claim in ``reports/validation.json``::
                  or a plain value},
      "measured": {name: value}, "key_figure", "interval": [low, high],
      "paper", "unit", "detail", "n", "tables": [{"caption", "columns", "rows"}],
-     "plots": [{"file", "caption", "wide"}], "explainers": {name: {...}} or null}
+     "plots": [{"file", "caption", "wide"}], "explainers": {name: {...}} or null,
+     "fragile": [bound name, ...]}
 
-``verdict`` is the claim's (holds, does not hold, inconclusive, not
+``fragile`` (added by :func:`pmt_core.report.build.build_report`) names the bounds
+whose interval ends within the figure's replicate spread of the bar. ``verdict`` is
+the claim's (holds, does not hold, inconclusive, not
 applicable); ``status`` is pytest's outcome (passed, failed, xfailed for a
 finding that does not hold, skipped, error); ``role`` says which of the two a
 "does not hold" is (gate: a failure; finding: a result). Plots are rendered
