@@ -87,3 +87,25 @@ def test_fix_length():
     np.testing.assert_array_equal(padded, [0, 1, 2, 3, 4, 0, 0, 0])
     assert padded.dtype == np.float32
     assert len(fix_length(x, 5)) == 5
+
+
+def test_a_truncated_wav_reads_the_samples_that_are_there(tmp_path):
+    # A header that declares more frames than the file holds (a copy cut short):
+    # libsndfile sizes the data by the file, so the clip is the part that exists.
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.full(10000, 0.1, dtype=np.float32), 44100, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    audio = load_audio(path, 44100)
+    assert 4000 < len(audio) < 5100
+    assert np.allclose(audio, 0.1, atol=1e-3)
+
+
+def test_a_truncated_flac_is_one_clear_error(tmp_path):
+    path = tmp_path / "cut.flac"
+    noise = np.random.default_rng(0).standard_normal(200000).astype(np.float32) * 0.1
+    sf.write(path, noise, 44100)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    with pytest.raises(AudioError, match="unreadable audio file"):
+        load_audio(path, 44100)
