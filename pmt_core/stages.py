@@ -142,15 +142,9 @@ FEATURE_MODULES = (
 
 def feature_code_digest(modules=FEATURE_MODULES) -> str:
     """SHA-256 (first 16 hex digits) of the source text of ``modules``, in order."""
-    import hashlib
-    import importlib
+    from pmt_core.infra.cache import source_digest
 
-    digest = hashlib.sha256()
-    for name in modules:
-        module = importlib.import_module(name)
-        digest.update(name.encode())
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:16]
+    return source_digest(modules)
 
 
 def feature_recipe(device: torch.device) -> dict:
@@ -655,18 +649,40 @@ class Run:
         """Training seed of one replicate."""
         return replicate_seeds(self.settings.seed, replicate + 1)[replicate]
 
+    @cached_property
+    def model_cache(self):
+        """The trained-model store (the feature cache's folder), or None when disabled."""
+        from pmt_core.infra.cache import FeatureCache, resolve_cache_dir
+        from pmt_core.model.cache import model_namespace
+
+        if not self.settings.use_cache:
+            return None
+        root = resolve_cache_dir(self.settings.cache_dir)
+        return None if root is None else FeatureCache(root, model_namespace(self.device))
+
+    def train_replicates(self, x_train, y_train, x_val, y_val, *, config, seeds, desc):
+        """Train one model per seed on the run's classes, or load them from the model cache.
+
+        The one place a run trains (:func:`pmt_core.model.cache.train_cached`).
+        """
+        from pmt_core.model.cache import train_cached
+
+        return train_cached(self.model_cache, x_train, y_train, x_val, y_val,
+                            self.data.class_names, config=config, seeds=seeds,
+                            device=self.device, progress=self.progress, desc=desc,
+                            perturb=self.settings.perturb)
+
     def _train(self, kind: str, config) -> list[TrainedModel]:
         from pmt_core.model.checkpoint import save_checkpoint
-        from pmt_core.model.training import predict_logits, train_replicates
+        from pmt_core.model.training import predict_logits
 
         x = self.compression.inputs[kind]
         y = self.data.labels
         train, val, test = (self.data.index(s) for s in SUBSETS)
         seeds = replicate_seeds(self.settings.seed, self.n_replicates)
         with self.timed(f"training_{kind}"), self._arithmetic():
-            results = train_replicates(x[train], y[train], x[val], y[val], self.data.class_names,
-                                       config=config, seeds=seeds, device=self.device,
-                                       progress=self.progress, desc=f"train {kind}")
+            results = self.train_replicates(x[train], y[train], x[val], y[val], config=config,
+                                            seeds=seeds, desc=f"train {kind}")
         out = []
         for k, (seed, result) in enumerate(zip(seeds, results, strict=True)):
             with self._arithmetic():
@@ -771,7 +787,7 @@ class Run:
         from pmt_core.explain import mechanism as mech
         from pmt_core.explain.explainers import EXPLAINERS
         from pmt_core.explain.occlusion import s2_bands
-        from pmt_core.model.training import predict_logits, train_replicates
+        from pmt_core.model.training import predict_logits
 
         bands = s2_bands(self.compression.paths)
         n_classes = len(self.data.class_names)
@@ -790,11 +806,10 @@ class Run:
         test_inputs = mech.add_tag(x[test], truth, bands, tags, std)
         models_a = [m.model for m in self.models.replicates["s1s2"][:n]]
         with self.timed("training_mechanism_b"), self._arithmetic():
-            results = train_replicates(
+            results = self.train_replicates(
                 tagged["training"], labels[train], tagged["validation"], labels[val],
-                self.data.class_names, config=self.models.training_config,
-                seeds=[self.seed_of(k) for k in range(n)], device=self.device,
-                progress=self.progress, desc="train s1s2 on tag-only labels")
+                config=self.models.training_config, seeds=[self.seed_of(k) for k in range(n)],
+                desc="train s1s2 on tag-only labels")
         models_b = [r.model for r in results]
         with self.timed("explain_mechanism"), self._arithmetic(), warnings.catch_warnings():
             pred = {side: np.stack([predict_logits(m, test_inputs, device=self.device)
@@ -872,8 +887,6 @@ class Run:
         permutes the training labels with a seed of its own; validation labels
         are permuted too, so early stopping sees no real signal either.
         """
-        from pmt_core.model.training import train_replicates
-
         n = min(self.profile.shuffled_label_models, self.n_replicates)
         x = self.compression.inputs["s1s2"]
         y = self.data.labels
@@ -882,10 +895,9 @@ class Run:
         with self.timed("training_shuffled_labels"), self._arithmetic():
             for k in range(n):
                 rng = np.random.default_rng([self.settings.seed, k, 23])
-                (result,) = train_replicates(
+                (result,) = self.train_replicates(
                     x[train], rng.permutation(y[train]), x[val], rng.permutation(y[val]),
-                    self.data.class_names, config=self.models.training_config,
-                    seeds=[self.seed_of(k)], device=self.device, progress=self.progress,
+                    config=self.models.training_config, seeds=[self.seed_of(k)],
                     desc=f"train s1s2 on shuffled labels ({k})")
                 out.append(result.model)
         return out

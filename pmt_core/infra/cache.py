@@ -117,6 +117,21 @@ def library_versions() -> dict:
             "numpy": np.__version__}
 
 
+def source_digest(modules) -> str:
+    """SHA-256 (first 16 hex digits) of the source text of ``modules``, in order.
+
+    What a cache namespace keys code by: editing any of the modules is a miss.
+    """
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in modules:
+        module = importlib.import_module(name)
+        digest.update(name.encode())
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's content."""
     digest = hashlib.sha256()
@@ -503,6 +518,48 @@ class FeatureCache:
             write_bytes_atomic(path, buffer.getvalue(), fsync=False)
         except OSError as exc:
             # disk full, read-only, permission denied, a file in the way
+            self._fail(f"cannot write {path}: {exc.strerror or exc}")
+
+    def get_arrays(self, key: str) -> tuple[dict, dict] | None:
+        """Return ``(arrays, meta)`` of an entry written by :meth:`put_arrays`, or None.
+
+        The same store and guarantees as :meth:`get`, for entries that are several
+        named arrays of any dtype (a trained model's state) with JSON metadata.
+        """
+        if not self._prepare(create=False):
+            self.misses += 1
+            return None
+        path = self._path(key)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["__meta__"]))
+                arrays = {name[len("a:"):]: data[name] for name in data.files
+                          if name.startswith("a:")}
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except OSError as exc:
+            if exc.errno is None:
+                return self._drop(path)
+            self._fail(f"cannot read {path}: {exc.strerror or exc}")
+            self.misses += 1
+            return None
+        except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt
+            return self._drop(path)
+        self.hits += 1
+        return arrays, meta
+
+    def put_arrays(self, key: str, arrays: dict, meta: dict) -> None:
+        """Store named arrays and JSON metadata atomically (nothing when the cache is off)."""
+        if not self._prepare(create=True):
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, __meta__=np.asarray(json.dumps(meta, default=_json_default)),
+                 **{f"a:{name}": np.asarray(value) for name, value in arrays.items()})
+        path = self._path(key)
+        try:
+            write_bytes_atomic(path, buffer.getvalue(), fsync=False)
+        except OSError as exc:
             self._fail(f"cannot write {path}: {exc.strerror or exc}")
 
     def stats(self) -> dict:

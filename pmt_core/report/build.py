@@ -122,6 +122,8 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
             dataset["feature_cache"] = stage.cache
             dataset["feature_peak_rss_mib"] = getattr(stage, "peak_rss_mib", None)
             dataset["feature_recipe"] = getattr(stage, "recipe", None)
+        if run.computed("model_cache") and run.model_cache is not None:
+            dataset["model_cache"] = run.model_cache.stats()  # hits: models loaded
         dataset["split_csv"] = str(Path(report_dir or run.report_dir) / "split.csv")
     if run is not None and run.computed("device"):
         device = run.device_name
