@@ -470,16 +470,29 @@ class FeatureCache:
 
     def get(self, key: str, shape: tuple[int, int]) -> tuple[np.ndarray, dict] | None:
         """Return ``(values, descriptors)`` or None when absent, unreadable or off."""
+
+        def read(data):
+            values = data["values"]
+            if values.shape != tuple(shape) or not np.all(np.isfinite(values)):
+                raise ValueError(f"bad entry shape {values.shape}")
+            return values, json.loads(str(data["descriptors"]))
+
+        return self._read(key, read)
+
+    def _read(self, key: str, read):
+        """Return ``read(npz)`` of an entry, or None.
+
+        None when the entry is absent (a miss), damaged (a miss; the entry is
+        removed, to be rebuilt) or unreadable for a file-system fault (the cache
+        turns off).
+        """
         if not self._prepare(create=False):
             self.misses += 1
             return None
         path = self._path(key)
         try:
             with np.load(path, allow_pickle=False) as data:
-                values = data["values"]
-                descriptors = json.loads(str(data["descriptors"]))
-            if values.shape != tuple(shape) or not np.all(np.isfinite(values)):
-                raise ValueError(f"bad entry shape {values.shape}")
+                found = read(data)
         except FileNotFoundError:
             # Absent, or removed by another process (clear_cache, a rebuild) since:
             # a plain miss, not a corrupt entry.
@@ -495,7 +508,7 @@ class FeatureCache:
         except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt
             return self._drop(path)
         self.hits += 1
-        return values, descriptors
+        return found
 
     def _drop(self, path: Path) -> None:
         self.rebuilt += 1
@@ -526,28 +539,13 @@ class FeatureCache:
         The same store and guarantees as :meth:`get`, for entries that are several
         named arrays of any dtype (a trained model's state) with JSON metadata.
         """
-        if not self._prepare(create=False):
-            self.misses += 1
-            return None
-        path = self._path(key)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
-                arrays = {name[len("a:"):]: data[name] for name in data.files
-                          if name.startswith("a:")}
-        except FileNotFoundError:
-            self.misses += 1
-            return None
-        except OSError as exc:
-            if exc.errno is None:
-                return self._drop(path)
-            self._fail(f"cannot read {path}: {exc.strerror or exc}")
-            self.misses += 1
-            return None
-        except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt
-            return self._drop(path)
-        self.hits += 1
-        return arrays, meta
+
+        def read(data):
+            arrays = {name[len("a:"):]: data[name] for name in data.files
+                      if name.startswith("a:")}
+            return arrays, json.loads(str(data["__meta__"]))
+
+        return self._read(key, read)
 
     def put_arrays(self, key: str, arrays: dict, meta: dict) -> None:
         """Store named arrays and JSON metadata atomically (nothing when the cache is off)."""
