@@ -35,6 +35,7 @@ GROUPS = {
     "data": "Data",
     "accuracy": "Accuracy (Table 1)",
     "relevance": "Explanations",
+    "model": "What the model uses (interventions, no explainer)",
     "power": "Power: do the criteria accept planted oracles and reject planted adversaries?",
     "sanity": "Sanity checks",
     "scattering": "Theory checks: scattering of AM/FM tones",

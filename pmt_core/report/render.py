@@ -32,6 +32,9 @@ GROUP_INTROS = {
     "relevance": "Do the LRP maps point at the physical modulation, for each reading of the "
                  "paper's rules, better than explanations that ignore the example or the "
                  "model?",
+    "model": "Does the model itself use each example's modulation rate, and ignore a "
+             "distractor as strong as the techniques? Decided by occluding lambda2 bands "
+             "of its input, with no explainer involved.",
     "power": "Does each claim reject the null explainers it must reject? A claim that a "
              "null passes cannot tell an explanation from one that ignores the example or "
              "the model.",
