@@ -11,6 +11,7 @@ Subcommands::
     baseline compare REPORT.json BASELINE.json [--json]
     claims [--json] [--group GROUP]
     stats coverage [--json] [--sims N] [--seed S] [--workers W]
+    rates errors RATES.csv [--out FILE.json]
 
 Error contract: a user error (a bad argument, a missing or damaged file, an
 incompatible checkpoint, silent audio, a bad baseline, a folder that is not a
@@ -166,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("--workers", type=_count, default=2,
                           help="processes (default %(default)s; the figures do not depend "
                                "on it)")
+    rates = commands.add_parser("rates", help="the rate estimator's measured error")
+    rates_commands = rates.add_subparsers(dest="rates_command", required=True, metavar="ACTION")
+    errors = rates_commands.add_parser(
+        "errors", help="measure the estimator's error from a run's rates.csv",
+        description="Measure the rate estimator's error per technique (quantiles of "
+                    "log2(estimate / recorded rate) over confident estimates) from the "
+                    "rates.csv of a run on data that record their rates, and write it as "
+                    "JSON (the table the rate claims read when a data set records none: "
+                    "pmt_core/data/rate_errors.json).")
+    errors.add_argument("rates_csv", metavar="RATES.csv", help="a run's reports/rates.csv")
+    errors.add_argument("--out", default=None, metavar="FILE.json",
+                        help="write here (a new file, or an earlier table); default: print")
+    errors.add_argument("--source", default="", help="what the rates.csv was made from, "
+                                                     "stored as the table's provenance")
     return parser
 
 
@@ -393,6 +408,46 @@ def _stats(args) -> int:
     return 0
 
 
+def _rates(args) -> int:
+    import pandas as pd
+
+    from pmt_core.data.rates import error_table, format_error_table
+    from pmt_core.infra.atomic import atomic_path
+    from pmt_core.infra.provenance import git_state
+
+    source = Path(args.rates_csv)
+    if not source.is_file():
+        raise _UserError(f"{source}: no such file (a run writes rates.csv to its report folder)")
+    try:
+        frame = pd.read_csv(source)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise _UserError(f"{source}: not a rates table ({exc})") from exc
+    try:
+        table = error_table(frame, {"source": args.source or str(source),
+                                    "commit": git_state()["git_commit"],
+                                    "command": f"python -m pmt_core rates errors {source}"})
+    except ValueError as exc:
+        raise _UserError(f"{source}: {exc}") from exc
+    text = format_error_table(table)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    out = Path(args.out)
+    if out.exists() and not _is_error_table(out):
+        raise _UserError(f"{out} exists and is not an error table: not overwritten")
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text)
+    print(f"wrote {out}: " + ", ".join(f"{k} {n}" for k, n in table["n"].items()))
+    return 0
+
+
+def _is_error_table(path: Path) -> bool:
+    try:
+        return {"quantiles", "probabilities"} <= set(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 class _UserError(Exception):
     """An error whose message is all the user needs (no traceback)."""
 
@@ -409,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parser.parse_args(argv)
     handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline, "claims": _claims,
-                "stats": _stats}
+                "stats": _stats, "rates": _rates}
     try:
         return handlers[args.command](args)
     except (CheckError, BaselineError, _UserError) as exc:

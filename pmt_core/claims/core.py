@@ -132,6 +132,22 @@ class Bound:
             value = _short(value)
         return f"{self.figure} {self.op} {value}"
 
+    def rejection_bar(self, context: dict | None = None):
+        """Return the bar below which an "at least" figure does not hold.
+
+        The bar itself, unless the measurement declares that its figure is
+        attenuated (``context["attenuation"][figure]``, a factor in (0, 1]: the
+        share of the exact-input figure it is expected to keep, for example with
+        rates estimated from the audio): then a positive bar times that factor, so
+        that the inputs' measured error alone cannot decide "does not hold".
+        "Holds" keeps the bar.
+        """
+        bar = self.resolve(context)
+        factor = ((context or {}).get("attenuation") or {}).get(self.figure, 1.0)
+        if self.op != "at least" or isinstance(bar, tuple) or bar <= 0:
+            return bar
+        return bar * factor
+
     def check(self, estimate: Estimate, context: dict | None = None) -> str:
         """Verdict of ``estimate`` against this bound (see the module notes)."""
         if estimate is None or not estimate.finite:
@@ -143,7 +159,7 @@ class Bound:
         if self.op == "at least":
             if low >= bar:
                 return HOLDS
-            return NOT_HOLD if high < bar else INCONCLUSIVE
+            return NOT_HOLD if high < self.rejection_bar(context) else INCONCLUSIVE
         if self.op == "at most":
             if high <= bar:
                 return HOLDS
@@ -212,6 +228,11 @@ class Measurement:
         Why the claim cannot be measured on these data (a skip).
     inconclusive : str or None
         Why the claim cannot be decided although measured (too few examples).
+    attenuation : dict
+        Figure -> factor in (0, 1]: the share of its exact-input value the figure
+        is expected to keep because an input was measured with a known error
+        (rates estimated from the audio); an "at least" bound on it rejects only
+        below the bar times the factor (:meth:`Bound.rejection_bar`).
     """
 
     figures: dict = field(default_factory=dict)
@@ -222,6 +243,7 @@ class Measurement:
     n: int | None = None
     not_applicable: str | None = None
     inconclusive: str | None = None
+    attenuation: dict = field(default_factory=dict)
 
     def table(self, rows: list[dict], caption: str = "") -> None:
         """Attach a table (a list of dicts with the same keys)."""
@@ -515,7 +537,7 @@ def bound_p_values(estimate: Estimate | None, bound: Bound, context: dict) -> tu
                                   estimate.p_value(hi, "at least")))
         return p_pass, p_fail
     other = "at most" if bound.op == "at least" else "at least"
-    return estimate.p_value(bar, bound.op), estimate.p_value(bar, other)
+    return estimate.p_value(bar, bound.op), estimate.p_value(bound.rejection_bar(context), other)
 
 
 def _family_verdicts(case: ClaimCase, run, measurement: Measurement, context: dict):
@@ -526,9 +548,10 @@ def _family_verdicts(case: ClaimCase, run, measurement: Measurement, context: di
     others = {c.id: (measurement if c.id == case.id else measure(c, run)) for c in siblings}
     verdicts, adjusted = {}, {}
     members = [i for i, m in others.items() if m.not_applicable is None]
+    contexts = {i: with_attenuation(context, others[i]) for i in members}
     for bound in case.bounds:
         estimates = {i: _as_estimate(others[i].figures.get(bound.figure)) for i in members}
-        p = {i: bound_p_values(e, bound, context) for i, e in estimates.items()}
+        p = {i: bound_p_values(e, bound, contexts[i]) for i, e in estimates.items()}
         ids = list(p)
         adj_pass = dict(zip(ids, holm([p[i][0] for i in ids]), strict=True))
         adj_fail = dict(zip(ids, holm([p[i][1] for i in ids]), strict=True))
@@ -577,6 +600,7 @@ def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
     measurement = measure(case, run)
     if context is None:
         context = run_context(run) if measurement.not_applicable is None else {}
+    context = with_attenuation(context, measurement)
     if measurement.not_applicable is not None:
         return Evaluation(case, measurement, NOT_APPLICABLE, {}, context,
                           measurement.not_applicable)
@@ -614,14 +638,25 @@ def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
                       _power(case, measurement, context, multiplicity["family_size"]))
 
 
+def with_attenuation(context: dict, measurement: Measurement) -> dict:
+    """``context`` with the measurement's attenuated figures (:meth:`Bound.rejection_bar`)."""
+    if not measurement.attenuation:
+        return context
+    return {**context, "attenuation": dict(measurement.attenuation)}
+
+
 def _bound_text(case: ClaimCase, m: Measurement, name: str, context: dict) -> str:
     bound = next(b for b in case.bounds if b.name == name)
     est = _as_estimate(m.figures.get(bound.figure))
     if est is None:
         return f"{bound.describe(context)} (no figure)"
     interval = "" if est.method == "exact" else f" [{_fmt(est.low)}, {_fmt(est.high)}]"
+    bar = bound.resolve(context)
+    rejection = bound.rejection_bar(context)
+    below = "" if rejection == bar else f" (does not hold below {_fmt(rejection)}: " \
+                                        "attenuated by the inputs' measured error)"
     return f"{bound.figure} = {_fmt(est.value)}{interval}, bar: {bound.op} " \
-           f"{_fmt_bar(bound.resolve(context))}"
+           f"{_fmt_bar(bar)}{below}"
 
 
 def _fmt(v) -> str:

@@ -89,6 +89,10 @@ class FamilyResult:
         Why the family cannot be measured on these data.
     estimates : dict
         Cache of the figure's Estimate per explainer.
+    attenuation : dict
+        Figure -> the share of its exact-input value it keeps
+        (:attr:`pmt_core.claims.core.Measurement.attenuation`): set where the rates
+        are estimated from the audio.
     """
 
     values: dict = field(default_factory=dict)
@@ -100,6 +104,7 @@ class FamilyResult:
     detail: str = ""
     not_applicable: str | None = None
     estimates: dict = field(default_factory=dict)
+    attenuation: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ def cells(run, fam: Family) -> dict:
     from pmt_core.explain.explainers import EXPLAINERS
 
     result = family_result(run, fam)
-    context = run_context(run)
+    context = {**run_context(run), "attenuation": result.attenuation}
     out = {}
     for name in result.values:
         est = estimate(run, fam, name)
@@ -248,7 +253,8 @@ def reading_measurement(run, fam: Family, composite: str) -> Measurement:
         if null in result.values:
             figures[f"{null} (beside)"] = estimate(run, fam, null)
     figures.update(result.figures.get(composite, {}))
-    m = Measurement(figures=figures, explainers=cells(run, fam), n=result.n)
+    m = Measurement(figures=figures, explainers=cells(run, fam), n=result.n,
+                    attenuation=dict(result.attenuation))
     m.detail = result.detail
     for rows, caption in result.tables:
         m.table(rows, caption)

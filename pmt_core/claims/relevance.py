@@ -70,6 +70,8 @@ class View:
         self.rate = run.rates.of("test")
         #: appended to the detail of every claim that reads the rates
         self.rate_note = run.rates.note("test")
+        #: the rates are the estimator's (the data record none)
+        self.rates_estimated = run.rates.source == "estimated"
         self.f0 = run.data.column("f0_hz", "test")
         self.distractor = run.data.column("distractor_rate_hz", "test")
         # the explainers' maps, and the planted controls of the power claims
@@ -150,6 +152,57 @@ def _per_replicate_macro(values: np.ndarray, classes: np.ndarray) -> Estimate:
                                    for r in range(values.shape[0])])
 
 
+def estimated_rate_attenuation(v: View, fam: Family, out: FamilyResult, seed: int,
+                               figure_of) -> None:
+    """Declare how much the rate estimator's error shrinks ``fam``'s figure (estimated rates).
+
+    A map planted at each scored example's rate is scored against rates moved by
+    errors drawn from the estimator's error measured where rates are known
+    (:func:`pmt_core.data.rates.attenuation`); the share of its figure it keeps
+    lowers the criterion's rejection bar (:meth:`pmt_core.claims.core.Bound.rejection_bar`),
+    so that the estimator's error alone cannot decide "does not hold". Nothing
+    changes where the data record their rates.
+
+    Parameters
+    ----------
+    figure_of : callable
+        ``(peak_hz, told_rate_hz, classes) -> float``: the family's figure for
+        peaks at ``peak_hz`` when the claim is told ``told_rate_hz`` (all examples
+        scored, one replicate).
+    """
+    from pmt_core.data.rates import ERROR_TABLE, attenuation
+
+    known = v.known(v.rate)
+    if not v.rates_estimated or not known.any():
+        return
+    peak = R.peak_modulation_hz(planted_map(v, np.where(known, v.rate, np.nan))[known],
+                                v.paths)
+    classes = v.true[known]
+    techniques = np.asarray(v.class_names, dtype=object)[classes]
+    factor, se = attenuation(lambda told: figure_of(peak, told, classes), v.rate[known],
+                             techniques, seed)
+    out.attenuation[fam.figure] = factor
+    bar = fam.criterion.value
+    out.detail += (
+        f" The estimator's error, measured where rates are known ({ERROR_TABLE.name}, per "
+        f"technique), keeps {factor:.2f} of the figure of a map at the true rates on these "
+        f"examples (Monte Carlo se {se:.3f}); '{fam.criterion.name}' therefore does not hold "
+        f"only below {bar * factor:.3g}, and holds only above {bar:g}.")
+
+
+def _localisation_lift(peak_hz, told_hz, classes, tol=pr.RATE_TOL_OCTAVES) -> float:
+    """Macro lift of one replicate's peaks against ``told_hz`` (every example scored)."""
+    lift = ((R.octave_distance(peak_hz, told_hz) <= tol)
+            - R.expected_permuted_hits(peak_hz, told_hz, classes, tol))
+    return class_macro(lift[None, :].astype(float), np.asarray(classes, float)[None, :])
+
+
+def _rate_rho(peak_hz, told_hz, classes) -> float:
+    """Within-class rho of one replicate's peaks with ``told_hz`` (every example scored)."""
+    return within_class_rho((np.log2(peak_hz)[None, :], np.log2(told_hz)[None, :],
+                             np.asarray(classes, float)[None, :]))
+
+
 def _median(values):
     v = values[0][np.isfinite(values[0])]
     return float(np.median(v)) if v.size else math.nan
@@ -198,6 +251,7 @@ def _localisation(run) -> FamilyResult:
         "shuffled (a map that knows only the class scores 0), macro-averaged over classes; "
         "interval: crossed bootstrap over replicates and examples.")
     out.detail += v.rate_note
+    estimated_rate_attenuation(v, LOCALISATION, out, run.settings.seed, _localisation_lift)
     out.tables.append(([{"explainer": n, **{k: round(x.value, 4)
                                             for k, x in out.figures[n].items()}}
                         for n in out.values], "Hit rates per explainer (macro over classes)"))
@@ -314,6 +368,7 @@ def _peak_modulation(run) -> FamilyResult:
         "(pmt_core.techniques.MODULATION_BAND_HZ, fixed before any data) do not overlap "
         "must be ordered as the bands by the class medians of the peak.")
     out.detail += v.rate_note
+    estimated_rate_attenuation(v, PEAK_MODULATION, out, run.settings.seed, _rate_rho)
 
     def plot(composite):
         peaks = np.exp2(out.values[composite][0])

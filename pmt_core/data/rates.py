@@ -29,10 +29,15 @@ rate over the band's median power). The estimator abstains when
 
 What the estimator gets right is measured, not assumed: the claim
 ``data.rate_estimate`` checks it against the recorded rates wherever a data set
-has them (coverage and accuracy per technique).
+has them (coverage and accuracy per technique). Its error distribution, measured
+so (:func:`error_table`, kept in :data:`ERROR_TABLE`), tells the rate claims how
+much an estimate's error alone lowers their figures (:func:`attenuation`).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,3 +123,148 @@ def estimate_rates(descriptors: pd.DataFrame, techniques) -> pd.DataFrame:
 def salience_column(descriptor: str) -> str:
     """Return the salience column of a rate descriptor (``pitch_rate_hz`` -> ``..._salience``)."""
     return descriptor.removesuffix("_hz") + "_salience"
+
+
+# ------------------------------------------------------- the estimator's error --
+#: Where the estimator's error distribution is kept (written by
+#: ``python -m pmt_core rates errors``; its provenance is inside).
+ERROR_TABLE = Path(__file__).with_name("rate_errors.json")
+#: Probabilities at which the error table holds its quantiles (1 % steps: the
+#: octave errors of bisbigliando, ~8 % of its confident estimates, stay a step).
+ERROR_PROBABILITIES = np.linspace(0.0, 1.0, 101)
+
+
+def error_table(rates: pd.DataFrame, provenance: dict) -> dict:
+    """Measure the estimator's error per technique where the true rates are known.
+
+    Parameters
+    ----------
+    rates : pandas.DataFrame
+        A run's ``rates.csv``: ``technique``, ``modulation_rate_hz`` (recorded),
+        ``rate_estimate_hz`` and ``rate_confident``.
+    provenance : dict
+        Where the rates come from (commit, profile, seed, data), stored with them.
+
+    Returns
+    -------
+    dict
+        ``provenance``, ``probabilities`` and, per technique, the quantiles of the
+        signed error ``log2(estimate / true rate)`` of the confident estimates
+        (``quantiles``) and their count (``n``).
+
+    Raises
+    ------
+    ValueError
+        If the frame lacks a column, or no technique has a confident estimate of a
+        recorded rate.
+    """
+    missing = sorted({"technique", "modulation_rate_hz", "rate_estimate_hz",
+                      "rate_confident"} - set(rates.columns))
+    if missing:
+        raise ValueError(f"the rates table lacks {missing}: write it with a run on data that "
+                         "record their modulation rates")
+    true = rates["modulation_rate_hz"].to_numpy(dtype=float)
+    est = rates["rate_estimate_hz"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        usable = (rates["rate_confident"].astype(bool).to_numpy() & np.isfinite(true)
+                  & (true > 0) & np.isfinite(est) & (est > 0))
+    quantiles, counts = {}, {}
+    for technique in sorted(set(rates["technique"][usable])):
+        rows = usable & (rates["technique"] == technique).to_numpy()
+        error = np.log2(est[rows] / true[rows])
+        quantiles[technique] = [round(float(q), 4)
+                                for q in np.quantile(error, ERROR_PROBABILITIES)]
+        counts[technique] = int(rows.sum())
+    if not quantiles:
+        raise ValueError("no confident estimate of a recorded rate: nothing to measure")
+    return {"provenance": provenance,
+            "probabilities": [round(float(p), 4) for p in ERROR_PROBABILITIES],
+            "quantiles": quantiles, "n": counts}
+
+
+def format_error_table(table: dict) -> str:
+    """JSON text of an error table, one line per technique's quantiles (diffs stay readable)."""
+    lines = ["{", f' "provenance": {json.dumps(table["provenance"])},',
+             f' "probabilities": {json.dumps(table["probabilities"])},',
+             f' "n": {json.dumps(table["n"])},', ' "quantiles": {']
+    items = list(table["quantiles"].items())
+    for k, (technique, quantiles) in enumerate(items):
+        comma = "," if k < len(items) - 1 else ""
+        lines.append(f"  {json.dumps(technique)}: {json.dumps(quantiles)}{comma}")
+    return "\n".join([*lines, " }", "}"]) + "\n"
+
+
+def load_error_table(path: Path | str = ERROR_TABLE) -> dict:
+    """Read the error table (:func:`error_table`'s form)."""
+    return json.loads(Path(path).read_text())
+
+
+def draw_errors(techniques, rng: np.random.Generator, table: dict | None = None) -> np.ndarray:
+    """Draw one estimator error (octaves, signed) per clip from its technique's table.
+
+    Inverse-CDF sampling of the measured quantiles (linear between them).
+
+    Raises
+    ------
+    ValueError
+        For a technique the table has not measured.
+    """
+    table = table or load_error_table()
+    techniques = np.asarray(techniques, dtype=object)
+    unknown = sorted(set(techniques) - set(table["quantiles"]))
+    if unknown:
+        raise ValueError(f"the estimator's error was not measured for {unknown} "
+                         f"(measured: {sorted(table['quantiles'])})")
+    u = rng.random(techniques.size)
+    out = np.empty(techniques.size)
+    for technique, quantiles in table["quantiles"].items():
+        rows = techniques == technique
+        out[rows] = np.interp(u[rows], table["probabilities"], quantiles)
+    return out
+
+
+def attenuation(score, rates, techniques, seed: int, draws: int = 200,
+                table: dict | None = None) -> tuple[float, float]:
+    """How much the estimator's error shrinks a figure that the exact rates would give.
+
+    A planted map knows each example's true rate exactly; the claim sees only the
+    estimate. Taking the rates at hand as the truth, each draw moves every rate by
+    an error drawn from its technique's measured distribution and scores the map
+    against the moved rates.
+
+    Parameters
+    ----------
+    score : callable
+        ``told_rates -> float``: the figure of a map planted at ``rates`` when the
+        claim is told ``told_rates`` (finite where ``rates`` is).
+    rates : numpy.ndarray
+        The rates at hand (Hz; NaN: not scored).
+    techniques : sequence of str
+        Each example's technique.
+    seed : int
+    draws : int
+    table : dict, optional
+        Default: :data:`ERROR_TABLE`.
+
+    Returns
+    -------
+    (factor, mc_se)
+        Mean figure over the draws divided by the exact figure, clipped to [0, 1]
+        (1 when the exact figure is not positive: nothing to shrink), and the Monte
+        Carlo standard error of that ratio.
+    """
+    rates = np.asarray(rates, dtype=float)
+    exact = float(score(rates))
+    if not np.isfinite(exact) or exact <= 0:
+        return 1.0, 0.0
+    rng = np.random.default_rng([seed, 29])
+    known = np.isfinite(rates)
+    moved = []
+    for _ in range(draws):
+        told = rates.copy()
+        told[known] = rates[known] * np.exp2(draw_errors(np.asarray(techniques)[known], rng,
+                                                         table))
+        moved.append(float(score(told)))
+    ratio = np.asarray(moved) / exact
+    return (float(np.clip(ratio.mean(), 0.0, 1.0)),
+            float(ratio.std(ddof=1) / np.sqrt(draws)))
