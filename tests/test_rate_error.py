@@ -105,6 +105,25 @@ def test_the_rejection_bar_moves_and_the_holding_bar_does_not():
     assert bound.check(Estimate(0.1, 0.05, 0.11, method="t"), context) == "does not hold"
 
 
+def test_model_uses_rate_declares_what_the_estimator_costs_a_model_at_the_rate():
+    # model.uses_rate on estimated rates: a planted model using the band at each
+    # rate, scored against rates moved by the measured error (the ci layout)
+    from types import SimpleNamespace
+
+    from pmt_core.claims.model import USES_RATE, _declare_estimator_attenuation
+    from pmt_core.explain.occlusion import s2_bands
+
+    rng = np.random.default_rng(0)
+    cls, _, _, estimated, _ = _data_set(rng, RT.load_error_table())
+    bands = s2_bands(path_table(ScatteringConfig()))
+    o = SimpleNamespace(rate=estimated, true=cls, class_names=tuple(RATE_RANGE_HZ),
+                        bands=bands, drops=np.zeros((5, cls.size, len(bands.hz))))
+    m = Measurement()
+    _declare_estimator_attenuation(SimpleNamespace(settings=SimpleNamespace(seed=0)), o, m)
+    assert 0.8 < m.attenuation[USES_RATE.figure] < 1.0
+    assert f"'{USES_RATE.name}' therefore does not hold only below" in m.detail
+
+
 # ------------------------------------------------- calibration in the ci layout --
 N_SIMULATIONS = 200
 REPLICATES = 5

@@ -159,9 +159,34 @@ def uses_rate(run) -> Measurement:
         "the example's pitch, instrument and distractor with the technique's modulation off: "
         "the band at the rate should then cost less.")
     m.detail += o.rate_note
+    if run.rates.source == "estimated":
+        _declare_estimator_attenuation(run, o, m)
     m.table(_band_table(o, scored), "Mean occlusion share per band and class (correctly "
             "classified examples, all replicates): the band each technique's logit leans on")
     return m
+
+
+def _declare_estimator_attenuation(run, o: Occlusion, m: Measurement) -> None:
+    """Lower the rejection bar by what the rate estimator's error alone costs the lift.
+
+    A planted model that uses the band at each example's rate (the rates at hand),
+    scored against those rates moved by the estimator's measured error
+    (:func:`pmt_core.data.rates.attenuation`), as the relevance rate claims do.
+    """
+    from pmt_core.data.rates import attenuation, attenuation_note
+
+    known = np.isfinite(o.rate) & (o.rate > 0)
+    shares = occ.band_shares(planted_drops(o, np.where(known, o.rate, np.nan))[0][known])
+    classes = o.true[known]
+
+    def lift(told):
+        lifted, _, _ = occ.rate_lift(shares, o.bands.near(told, pr.RATE_TOL_OCTAVES), classes)
+        return _macro((lifted[None, :], classes[None, :].astype(float)))
+
+    techniques = np.asarray(o.class_names, dtype=object)[classes]
+    factor, se = attenuation(lift, o.rate[known], techniques, run.settings.seed)
+    m.attenuation[USES_RATE.figure] = factor
+    m.detail += attenuation_note(factor, se, USES_RATE.name, USES_RATE.value)
 
 
 def planted_drops(o: Occlusion, target_hz, seed: int = 0) -> np.ndarray:

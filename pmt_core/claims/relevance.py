@@ -170,7 +170,7 @@ def estimated_rate_attenuation(v: View, fam: Family, out: FamilyResult, seed: in
         peaks at ``peak_hz`` when the claim is told ``told_rate_hz`` (all examples
         scored, one replicate).
     """
-    from pmt_core.data.rates import ERROR_TABLE, attenuation
+    from pmt_core.data.rates import attenuation, attenuation_note
 
     known = v.known(v.rate)
     if not v.rates_estimated or not known.any():
@@ -182,12 +182,7 @@ def estimated_rate_attenuation(v: View, fam: Family, out: FamilyResult, seed: in
     factor, se = attenuation(lambda told: figure_of(peak, told, classes), v.rate[known],
                              techniques, seed)
     out.attenuation[fam.figure] = factor
-    bar = fam.criterion.value
-    out.detail += (
-        f" The estimator's error, measured where rates are known ({ERROR_TABLE.name}, per "
-        f"technique), keeps {factor:.2f} of the figure of a map at the true rates on these "
-        f"examples (Monte Carlo se {se:.3f}); '{fam.criterion.name}' therefore does not hold "
-        f"only below {bar * factor:.3g}, and holds only above {bar:g}.")
+    out.detail += attenuation_note(factor, se, fam.criterion.name, fam.criterion.value)
 
 
 def _localisation_lift(peak_hz, told_hz, classes, tol=pr.RATE_TOL_OCTAVES) -> float:

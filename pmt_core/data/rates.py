@@ -268,3 +268,11 @@ def attenuation(score, rates, techniques, seed: int, draws: int = 200,
     ratio = np.asarray(moved) / exact
     return (float(np.clip(ratio.mean(), 0.0, 1.0)),
             float(ratio.std(ddof=1) / np.sqrt(draws)))
+
+
+def attenuation_note(factor: float, se: float, bound_name: str, bar: float) -> str:
+    """Return the sentence a rate claim adds to its detail when its rejection bar is lowered."""
+    return (f" The estimator's error, measured where rates are known ({ERROR_TABLE.name}, "
+            f"per technique), keeps {factor:.2f} of the figure of a model or map at the true "
+            f"rates on these examples (Monte Carlo se {se:.3f}); '{bound_name}' therefore "
+            f"does not hold only below {bar * factor:.3g}, and holds only above {bar:g}.")
