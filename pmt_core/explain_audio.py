@@ -474,7 +474,7 @@ def audio_rate(audio: np.ndarray, sample_rate: int, technique: str) -> dict | No
 
     from pmt_core.data.descriptors import describe
     from pmt_core.data.rates import estimate_rates
-    from pmt_core.data.synth import RATE_DESCRIPTOR
+    from pmt_core.data.synth.modulators import RATE_DESCRIPTOR
 
     if technique not in RATE_DESCRIPTOR:
         return None

@@ -204,3 +204,32 @@ def test_an_existing_empty_folder_is_adopted_not_claimed(tmp_path):
     assert json.loads((tmp_path / MARKER).read_text())["created_folder"] is False
     clear_cache(tmp_path)
     assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
+
+
+def test_source_digest_of_a_package_covers_every_module_in_it(tmp_path, monkeypatch):
+    # pmt_core.data.synth is a package: FEATURE_MODULES names it once, and an edit
+    # to any of its modules (not only __init__) must be a cache miss
+    import sys
+
+    package = tmp_path / "digest_pkg"
+    (package / "inner").mkdir(parents=True)
+    (package / "__init__.py").write_text("from digest_pkg.part import X\n")
+    (package / "part.py").write_text("X = 1\n")
+    (package / "inner" / "__init__.py").write_text("")
+    (package / "inner" / "deep.py").write_text("Y = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("digest_pkg", "digest_pkg.part"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    before = cache_module.source_digest(["digest_pkg"])
+    assert cache_module.source_digest(["digest_pkg"]) == before
+    (package / "part.py").write_text("X = 2\n")
+    after_part = cache_module.source_digest(["digest_pkg"])
+    (package / "inner" / "deep.py").write_text("Y = 3\n")
+    after_deep = cache_module.source_digest(["digest_pkg"])
+    assert len({before, after_part, after_deep}) == 3
+    # the real package: its digest changes with any of its modules' text
+    from pmt_core.data import synth
+
+    assert cache_module.source_digest(["pmt_core.data.synth"]) != cache_module.source_digest(
+        ["pmt_core.data.synth.render"])
+    assert synth.__path__

@@ -8,8 +8,8 @@ from pmt_core.features.compression import LogCompression
 from pmt_core.features.scattering import ScatteringConfig
 from pmt_core.model import checkpoint as checkpoint_module
 from pmt_core.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pmt_core.model.config import TrainingConfig
 from pmt_core.model.network import PMTConvNet
-from pmt_core.model.training import TrainingConfig
 
 # The paper's config keeps 74 first-order paths: a small "s1" model that fits it
 # (load_checkpoint refuses an n_paths other than the config's).

@@ -79,7 +79,8 @@ def test_explain_writes_map_and_prints_summary(files, capsys):
 
 
 def test_explain_measures_the_rate_in_the_audio_without_the_model():
-    from pmt_core.data.synth import synthesize, synthetic_manifest
+    from pmt_core.data.synth.manifest import synthetic_manifest
+    from pmt_core.data.synth.render import synthesize
     from pmt_core.explain_audio import audio_rate
 
     row = synthetic_manifest({"vibrato": 1}, seed=2).iloc[0]

@@ -17,7 +17,8 @@ from pmt_core.data.datasets import (
 )
 from pmt_core.data.sources import example_audio
 from pmt_core.data.split import assign_split, has_split, split_dataset, write_split_csv
-from pmt_core.data.synth import synthesize, synthetic_manifest
+from pmt_core.data.synth.manifest import synthetic_manifest
+from pmt_core.data.synth.render import synthesize
 
 SR = 44100
 # The project's reference folder sits beside the checkout (../shared/reference).

@@ -21,18 +21,13 @@ import numpy as np
 import pytest
 import torch
 
-from pmt_core.model import training
+from pmt_core.model import replicates, training
+from pmt_core.model.config import TrainingConfig
 from pmt_core.model.ensemble import ReplicateEnsemble
+from pmt_core.model.metrics import macro_accuracy
 from pmt_core.model.network import PMTConvNet
-from pmt_core.model.training import (
-    AUTO_ENSEMBLE_MAX_PATHS,
-    TrainingConfig,
-    choose_strategy,
-    macro_accuracy,
-    predict_logits,
-    train_model,
-    train_replicates,
-)
+from pmt_core.model.replicates import AUTO_ENSEMBLE_MAX_PATHS, choose_strategy, train_replicates
+from pmt_core.model.training import predict_logits, train_model
 
 N_PATHS, N_FRAMES, N_CLASSES = 32, 32, 5
 #: Ensemble vs train_model after one epoch: relative to each tensor's norm and to
@@ -212,8 +207,10 @@ def test_ensemble_refuses_replicates_of_different_architectures():
 @pytest.mark.parametrize("dropout", [0.0, 0.5], ids=["dropout-off", "dropout-on"])
 @pytest.mark.parametrize("clip", [3.0, 0.01], ids=["clip-3", "clip-always"])
 def test_one_epoch_equals_train_model_per_seed(data, monkeypatch, dropout, clip):
-    # Both strategies build their networks through training.PMTConvNet.
-    monkeypatch.setattr(training, "PMTConvNet", functools.partial(PMTConvNet, dropout=dropout))
+    # The sequential strategy builds its networks through training.PMTConvNet, the
+    # ensemble through replicates.PMTConvNet: both get the same dropout.
+    for module in (training, replicates):
+        monkeypatch.setattr(module, "PMTConvNet", functools.partial(PMTConvNet, dropout=dropout))
     config = TrainingConfig(**{**FAST.to_dict(), "grad_clip_norm": clip})
     seeds = [0, 1, 2]
     together = train_replicates(*data, NAMES, config, seeds, device="cpu", progress=False,
@@ -290,7 +287,7 @@ def test_each_replicate_stops_on_its_own_and_keeps_its_best_epoch(data, monkeypa
         seen[r] += 1
         return scores[r][seen[r] - 1]
 
-    monkeypatch.setattr(training, "macro_accuracy", scripted)
+    monkeypatch.setattr(replicates, "macro_accuracy", scripted)
     config = TrainingConfig(max_epochs=max_epochs, patience=patience, warmup_epochs=1)
     seeds = [0, 1, 2]
     kept = []
@@ -321,7 +318,7 @@ def test_each_replicate_stops_on_its_own_and_keeps_its_best_epoch(data, monkeypa
 
 
 def test_seeds_give_different_initialisations_and_batch_orders():
-    inits = [training._init_replicate(s, N_PATHS, N_CLASSES, torch.device("cpu")) for s in (0, 1)]
+    inits = [replicates._init_replicate(s, N_PATHS, N_CLASSES, torch.device("cpu")) for s in (0, 1)]
     (model_0, dropout_0, shuffle_0), (model_1, dropout_1, shuffle_1) = inits
     a, b = model_0.state_dict(), model_1.state_dict()
     assert not torch.equal(a["conv1.weight"], b["conv1.weight"])
@@ -333,7 +330,7 @@ def test_seeds_give_different_initialisations_and_batch_orders():
     torch.manual_seed(1)
     reference = PMTConvNet(N_PATHS, N_CLASSES)
     assert all(torch.equal(reference.state_dict()[k], b[k]) for k in b)
-    assert torch.equal(torch.rand(50), torch.rand(50, generator=training._init_replicate(
+    assert torch.equal(torch.rand(50), torch.rand(50, generator=replicates._init_replicate(
         1, N_PATHS, N_CLASSES, torch.device("cpu"))[1]))
 
 
@@ -362,8 +359,8 @@ def test_auto_picks_the_recorded_strategy_for_the_device_and_size(data, monkeypa
     assert choose_strategy("cpu") == "sequential"
     assert AUTO_ENSEMBLE_MAX_PATHS["cuda"] is None
     used = []
-    monkeypatch.setattr(training, "_train_ensemble", lambda *a, **k: used.append("ensemble"))
-    monkeypatch.setattr(training, "train_model", lambda *a, **k: used.append("sequential"))
+    monkeypatch.setattr(replicates, "_train_ensemble", lambda *a, **k: used.append("ensemble"))
+    monkeypatch.setattr(replicates, "train_model", lambda *a, **k: used.append("sequential"))
     for n_paths in (limit, 2 * limit):
         x, y, xv, yv = (np.resize(a, (len(a), n_paths, N_FRAMES)) if a.ndim == 3 else a
                         for a in data)

@@ -3,6 +3,9 @@
 Every module of ``pmt_core`` belongs to a layer; a module may import (at the top
 or inside a function) only from its own layer or those below. A new module must
 be given a layer here, which is the point: the folder list is the pipeline.
+
+Within a layer nothing imports in a circle either (packages included), so every
+module can be read after the modules it imports; and no module is over 700 lines.
 """
 
 import ast
@@ -93,3 +96,152 @@ def test_importing_the_package_leaves_the_matplotlib_backend_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "MPLBACKEND": "svg"}, check=True)
     assert out.stdout.strip() == "svg"
+
+
+# ------------------------------------------------------------ import circles --
+#: Import edges that knowingly close a circle, as (importer, imported). Each is
+#: removed from the graph before circles are sought, so any *other* circle fails.
+ALLOWED_CIRCLE_EDGES = {
+    # The claim registry: claims.core's all_cases() loads every claim module on
+    # first use (a function-level import of claims.catalogue, which imports the
+    # claim modules, which import claims.core). claims/core.py is being edited
+    # elsewhere (issue 23); breaking this means the registry no longer loading
+    # its own modules (e.g. the callers importing the catalogue).
+    ("pmt_core.claims.core", "pmt_core.claims.catalogue"),
+}
+
+
+def _module_names() -> dict[str, Path]:
+    """Every module of pmt_core by dotted name (a package by its own name)."""
+    names = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the pmt_core modules it imports, anywhere in its file.
+
+    Imports inside functions count, as for the layers above (a lazy import is
+    still a dependency; it only defers the circle to run time). ``from a.b import
+    c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b`` (its
+    ``__init__``); ``import a.b.c`` to the longest prefix that is a module;
+    relative imports are resolved against the importer's package. The parent
+    packages that Python initialises on the way are not edges: else every
+    package whose ``__init__`` imports a submodule would be a circle.
+    """
+    names = _module_names()
+
+    def module_of(dotted: str) -> str | None:
+        while dotted not in names and "." in dotted:
+            dotted = dotted.rsplit(".", 1)[0]
+        return dotted if dotted in names else None
+
+    graph = {}
+    for name, path in names.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(module_of(alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[:len(package) - node.level + 1] + [base] * bool(base))
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    targets.add(full if full in names else module_of(base))
+        graph[name] = {t for t in targets if t and t != name and t.split(".")[0] == "pmt_core"}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def _one_circle(graph: dict[str, set[str]], component: list[str]) -> list[str]:
+    """A shortest circle through the first module of a component, for the message."""
+    members, start = set(component), component[0]
+    paths, seen = [[start]], {start}
+    while paths:
+        path = paths.pop(0)
+        for child in sorted(graph[path[-1]] & members):
+            if child == start:
+                return path + [start]
+            if child not in seen:
+                seen.add(child)
+                paths.append(path + [child])
+    return component
+
+
+def test_the_circle_finder_finds_circles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}}
+    assert _circles(graph) == [["a", "b", "c"]]
+    assert _one_circle(graph, ["a", "b", "c"]) == ["a", "b", "c", "a"]
+
+
+def test_no_import_circle_among_the_modules():
+    graph = _import_graph()
+    for importer, imported in ALLOWED_CIRCLE_EDGES:
+        assert imported in graph.get(importer, set()), (
+            f"{importer} no longer imports {imported}: remove it from ALLOWED_CIRCLE_EDGES")
+        graph[importer].discard(imported)
+    circles = [" -> ".join(_one_circle(graph, c)) for c in _circles(graph)]
+    assert not circles, "import circles (break them; a lazy import still counts):\n" + "\n".join(
+        circles)
+
+# ------------------------------------------------------------- module length --
+MAX_LINES = 700
+#: Modules allowed over MAX_LINES for now.
+LONG_MODULES = {
+    "pmt_core/stages.py",  # being split: issue 23
+    "pmt_core/claims/relevance.py",  # being split: issue 23
+}
+
+
+def test_no_module_is_over_700_lines():
+    lengths = {path.relative_to(ROOT.parent).as_posix():
+               len(path.read_text(encoding="utf-8").splitlines()) for _, path in MODULES}
+    long = {name: n for name, n in lengths.items() if n > MAX_LINES}
+    assert not set(long) - LONG_MODULES, (
+        f"modules over {MAX_LINES} lines (split them along their concerns): "
+        f"{ {k: v for k, v in long.items() if k not in LONG_MODULES} }")
+    stale = sorted(LONG_MODULES - set(long))
+    assert not stale, f"{stale} are {MAX_LINES} lines or fewer now: remove them from LONG_MODULES"

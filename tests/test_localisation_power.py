@@ -15,7 +15,7 @@ import pytest
 
 from pmt_core.claims import protocol as pr
 from pmt_core.claims.thresholds import LOCALISATION_MIN_LIFT
-from pmt_core.data.synth import DISTRACTOR_RATE_HZ, RATE_RANGE_HZ
+from pmt_core.data.synth.params import DISTRACTOR_RATE_HZ, RATE_RANGE_HZ
 from pmt_core.explain import relevance as R
 from pmt_core.features.scattering import ScatteringConfig, path_table
 from pmt_core.profiles import PROFILES

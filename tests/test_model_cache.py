@@ -6,8 +6,8 @@ import torch
 
 from pmt_core.infra.cache import FeatureCache
 from pmt_core.model import cache as model_cache
-from pmt_core.model import training
-from pmt_core.model.training import TrainingConfig
+from pmt_core.model import replicates
+from pmt_core.model.config import TrainingConfig
 
 CONFIG = TrainingConfig(max_epochs=2, patience=2, batch_size=8, warmup_epochs=0)
 CLASSES = ("trill", "vibrato")
@@ -83,7 +83,7 @@ def test_a_damaged_entry_is_retrained(tmp_path):
 def test_no_cache_trains(monkeypatch):
     x, y, xv, yv = _data()
     calls = []
-    real = training.train_replicates
+    real = replicates.train_replicates
 
     def counted(*args, **kwargs):
         calls.append(1)

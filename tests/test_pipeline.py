@@ -10,7 +10,7 @@ import torch
 
 from pmt_core.data.descriptors import describe
 from pmt_core.data.sources import example_audio, example_identity
-from pmt_core.data.synth import synthetic_manifest
+from pmt_core.data.synth.manifest import synthetic_manifest
 from pmt_core.features import extraction as pipeline
 from pmt_core.features.extraction import (
     ENGINE,

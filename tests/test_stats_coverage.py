@@ -21,6 +21,9 @@ from scipy import special, stats
 
 from pmt_core.__main__ import main
 from pmt_core.stats import coverage as cov
+from pmt_core.stats import coverage_scenarios as scenarios
+from pmt_core.stats.bulk_statistics import FiniteMedian, WithinClassRho
+from pmt_core.stats.correlation import within_class_rho
 from pmt_core.stats.intervals import (
     MeanOfFinite,
     crossed_t,
@@ -39,13 +42,13 @@ SLOW_METHODS = {"crossed_t within-class rho", "paired_t within-class rho", "cros
 def _scenario_params():
     return [pytest.param(k, id=f"{k}-{s.method}-{s.layout[:40]}",
                          marks=[pytest.mark.slow] if s.method in SLOW_METHODS else [])
-            for k, s in enumerate(cov.SCENARIOS)]
+            for k, s in enumerate(scenarios.SCENARIOS)]
 
 
 # ------------------------------------------------------------------- coverage --
 @pytest.mark.parametrize("index", _scenario_params())
 def test_coverage_in_the_suites_layouts(index):
-    scenario = cov.SCENARIOS[index]
+    scenario = scenarios.SCENARIOS[index]
     row = cov.run_scenario(index, N_SIMS, seed=0)
     assert row["n_sims"] == N_SIMS
     assert row["mc_error"] == pytest.approx(
@@ -101,23 +104,23 @@ def test_run_coverage_rejects_no_simulation():
 def test_logit_location_gives_the_population_share():
     rng = np.random.default_rng(0)
     for p, scale in ((0.8, 1.6), (0.95, 2.0), (0.05, 2.1)):
-        m = cov._logit_location(p, scale)
+        m = scenarios._logit_location(p, scale)
         mc = special.expit(m + scale * rng.standard_normal(1_000_000)).mean()
         assert mc == pytest.approx(p, abs=2e-3)
 
 
 def test_rho_truth_is_the_population_spearman_of_the_model():
     rng = np.random.default_rng(0)
-    lam0 = cov._rho_slope(0.3)
-    assert cov._rho_truth(lam0) == pytest.approx(0.3, abs=1e-9)
+    lam0 = scenarios._rho_slope(0.3)
+    assert scenarios._rho_truth(lam0) == pytest.approx(0.3, abs=1e-9)
     # one large "class" per training: the sample rho converges to the row's truth
     n, rows = 100_000, []
     for _ in range(10):
-        lam = lam0 + cov._RHO_TRAINING * rng.standard_normal()
+        lam = lam0 + scenarios._RHO_TRAINING * rng.standard_normal()
         x = rng.standard_normal(n)
-        peak = lam * x + cov._RHO_SHARED * rng.standard_normal(n) + (
-            cov._RHO_NOISE * rng.standard_normal(n))
-        rows.append((stats.spearmanr(peak, x)[0], float(cov._spearman_of(lam))))
+        peak = lam * x + scenarios._RHO_SHARED * rng.standard_normal(n) + (
+            scenarios._RHO_NOISE * rng.standard_normal(n))
+        rows.append((stats.spearmanr(peak, x)[0], float(scenarios._spearman_of(lam))))
     sample, truth = np.array(rows).T
     assert np.max(np.abs(sample - truth)) < 0.01
 
@@ -129,7 +132,7 @@ N_DRAWS = 40
 
 
 def _rho_data(rng, ties: bool):
-    classes = np.repeat(np.arange(5), cov.CLASS_SIZES)
+    classes = np.repeat(np.arange(5), scenarios.CLASS_SIZES)
     labels = np.broadcast_to(classes, (5, classes.size))
     peak = rng.standard_normal((5, classes.size))
     peak[rng.random(peak.shape) < 0.1] = np.nan
@@ -143,8 +146,8 @@ def _rho_data(rng, ties: bool):
 def test_within_class_rho_fast_path_gives_the_generic_interval(rng, ties):
     classes, labels, peak, rate = _rho_data(rng, ties)
     values = (peak, rate, labels)
-    fast = crossed_t(values, cov.WithinClassRho(), strata=classes, seed=5, n_draws=N_DRAWS)
-    generic = crossed_t(values, cov.within_class_rho, strata=classes, seed=5, n_draws=N_DRAWS)
+    fast = crossed_t(values, WithinClassRho(), strata=classes, seed=5, n_draws=N_DRAWS)
+    generic = crossed_t(values, within_class_rho, strata=classes, seed=5, n_draws=N_DRAWS)
     for f in ("value", "low", "high", "se", "df"):
         assert getattr(fast, f) == pytest.approx(getattr(generic, f), rel=1e-12, abs=1e-14)
     assert fast.replicates == pytest.approx(generic.replicates, rel=1e-12, abs=1e-14)
@@ -154,16 +157,16 @@ def test_within_class_rho_fast_path_per_replicate_rates(rng):
     # a rate that differs by replicate is ranked row by row, not shared
     classes, labels, peak, _ = _rho_data(rng, False)
     rate = rng.standard_normal(peak.shape)
-    fast = cov.WithinClassRho().resampled((peak, rate, labels), np.ones((1, classes.size)))
-    assert fast[0][0] == pytest.approx(cov.within_class_rho((peak, rate, labels)), rel=1e-12)
+    fast = WithinClassRho().resampled((peak, rate, labels), np.ones((1, classes.size)))
+    assert fast[0][0] == pytest.approx(within_class_rho((peak, rate, labels)), rel=1e-12)
 
 
 def test_paired_within_class_rho_fast_path_gives_the_generic_interval(rng):
     classes, labels, peak, rate = _rho_data(rng, False)
     null = np.where(np.isfinite(peak), rng.standard_normal(peak.shape), np.nan)
     a, b = (peak, rate, labels), (null, rate, labels)
-    fast = paired_t(a, b, cov.WithinClassRho(), strata=classes, seed=2, n_draws=N_DRAWS)
-    generic = paired_t(a, b, cov.within_class_rho, strata=classes, seed=2, n_draws=N_DRAWS)
+    fast = paired_t(a, b, WithinClassRho(), strata=classes, seed=2, n_draws=N_DRAWS)
+    generic = paired_t(a, b, within_class_rho, strata=classes, seed=2, n_draws=N_DRAWS)
     assert (fast.low, fast.high) == pytest.approx((generic.low, generic.high), rel=1e-12)
 
 
@@ -173,7 +176,7 @@ def test_median_fast_path_gives_the_generic_interval(rng, ties):
     v[rng.random(v.shape) < 0.1] = np.nan
     if ties:
         v = np.round(v, 1)
-    fast = crossed_t(v, cov.FiniteMedian(), seed=4, n_draws=N_DRAWS)
+    fast = crossed_t(v, FiniteMedian(), seed=4, n_draws=N_DRAWS)
     generic = crossed_t(v, lambda a: float(np.nanmedian(a)), seed=4, n_draws=N_DRAWS)
     assert (fast.value, fast.low, fast.high) == pytest.approx(
         (generic.value, generic.low, generic.high), rel=1e-12)
@@ -186,7 +189,7 @@ def test_within_class_rho_matches_the_suites_statistic(rng):
     except Exception as exc:  # the claims package is heavy and may be mid-edit
         pytest.skip(f"pmt_core.claims.relevance does not import: {exc}")
     _, labels, peak, rate = _rho_data(rng, True)
-    assert cov.within_class_rho((peak, rate, labels)) == pytest.approx(
+    assert within_class_rho((peak, rate, labels)) == pytest.approx(
         _rate_rho((peak, np.array(rate), labels)), rel=1e-12)
 
 
@@ -231,7 +234,7 @@ def test_paired_t_of_an_array_with_itself_is_exactly_zero(rng):
     est = paired_t((v,), (v,), seed=1)
     assert (est.value, est.low, est.high, est.se) == (0.0, 0.0, 0.0, 0.0)
     rho = paired_t(*[(v, np.broadcast_to(v[0], v.shape), np.zeros_like(v))] * 2,
-                   cov.WithinClassRho(), seed=1)
+                   WithinClassRho(), seed=1)
     assert (rho.value, rho.low, rho.high) == (0.0, 0.0, 0.0)
 
 
@@ -286,8 +289,8 @@ def test_mean_of_finite_resampled_with_unit_counts_is_the_statistic(rng):
 def test_cli_stats_coverage_json_lists_every_method(capsys):
     assert main(["stats", "coverage", "--json", "--sims", "50"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["method"] for r in rows} == {s.method for s in cov.SCENARIOS}
-    assert len(rows) == len(cov.SCENARIOS)
+    assert {r["method"] for r in rows} == {s.method for s in scenarios.SCENARIOS}
+    assert len(rows) == len(scenarios.SCENARIOS)
     for r in rows:
         assert r["n_sims"] == 50 and r["nominal"] == 0.95
         assert 0.0 <= r["coverage"] <= 1.0 and r["mc_error"] >= 0.0

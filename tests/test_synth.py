@@ -9,7 +9,20 @@ from scipy import stats
 
 from pmt_core.data.descriptors import describe
 from pmt_core.data.shortcuts import class_constant_hit_rate
-from pmt_core.data.synth import (
+from pmt_core.data.synth.instruments import (
+    INSTRUMENTS,
+    Instrument,
+    families_for,
+    instruments_for,
+)
+from pmt_core.data.synth.manifest import ablated_twin, ablated_twins, synthetic_manifest
+from pmt_core.data.synth.modulators import (
+    RATE_DESCRIPTOR,
+    TECHNIQUE_SPECS,
+    cycle_boundaries,
+    rate_curve,
+)
+from pmt_core.data.synth.params import (
     DISTRACTOR_DEPTH,
     DISTRACTOR_KIND,
     DISTRACTOR_RATE_HZ,
@@ -17,21 +30,10 @@ from pmt_core.data.synth import (
     DYNAMICS,
     F0_MAX_HZ,
     F0_MIN_HZ,
-    INSTRUMENTS,
     MODULATION_COLUMNS,
-    RATE_DESCRIPTOR,
     RATE_RANGE_HZ,
-    TECHNIQUE_SPECS,
-    Instrument,
-    _cycle_boundaries,
-    ablated_twin,
-    ablated_twins,
-    families_for,
-    instruments_for,
-    rate_curve,
-    synthesize,
-    synthetic_manifest,
 )
+from pmt_core.data.synth.render import synthesize
 from pmt_core.profiles import CI_CLASS_SIZES, PAPER_CLASS_SIZES
 from pmt_core.techniques import MODULATION_BAND_HZ, TECHNIQUES
 
@@ -182,7 +184,7 @@ def test_rate_curve_mean_is_the_rate(rate, drift):
        seed=st.integers(0, 2**31 - 1))
 def test_realised_rate_is_the_recorded_one(rate, drift, jitter, seed):
     start, length = 0.3, 3.7
-    b = _cycle_boundaries(np.random.default_rng(seed), rate, drift, jitter, start, length, 7.0)
+    b = cycle_boundaries(np.random.default_rng(seed), rate, drift, jitter, start, length, 7.0)
     assert b[0] == pytest.approx(start) and b[-1] > 7.0 and np.all(np.diff(b) > 0)
     cycles = np.interp(start + length, b, np.arange(len(b)))
     assert cycles / length == pytest.approx(rate, rel=1e-9)

@@ -7,16 +7,9 @@ import pytest
 import torch
 
 from pmt_core.model import training
-from pmt_core.model.training import (
-    TrainingConfig,
-    build_lr_scheduler,
-    class_weights,
-    confusion,
-    macro_accuracy,
-    per_class_accuracy,
-    predict_logits,
-    train_model,
-)
+from pmt_core.model.config import TrainingConfig
+from pmt_core.model.metrics import confusion, macro_accuracy, per_class_accuracy
+from pmt_core.model.training import build_lr_scheduler, class_weights, predict_logits, train_model
 
 N_PATHS, N_FRAMES = 16, 8
 

@@ -16,7 +16,7 @@ from pmt_core.claims import paper
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
 from pmt_core.figures.claims import confusion_figure, training_figure
-from pmt_core.model.training import confusion, macro_accuracy, per_class_accuracy
+from pmt_core.model.metrics import confusion, macro_accuracy, per_class_accuracy
 from pmt_core.stats.intervals import (
     crossed_t,
     exact,

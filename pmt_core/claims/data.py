@@ -13,11 +13,11 @@ import numpy as np
 
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, claim
-from pmt_core.data.synth import RATE_DESCRIPTOR
+from pmt_core.data.synth.modulators import RATE_DESCRIPTOR
 from pmt_core.stats.intervals import crossed_t, minimum, proportion
 
 #: Descriptor that recovers each technique's rate (one home: the synthetic
-#: generator's, pmt_core.data.synth.RATE_DESCRIPTOR): the pitch track for the
+#: generator's, pmt_core.data.synth.modulators.RATE_DESCRIPTOR): the pitch track for the
 #: frequency modulations (vibrato, trill), the power of the same partial for the
 #: re-articulations and amplitude modulations (tremolo, bisbigliando, flatterzunge).
 MECHANISM_DESCRIPTOR = RATE_DESCRIPTOR

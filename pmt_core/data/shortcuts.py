@@ -1,7 +1,7 @@
 """Shortcut checks: whether a class can be told without its modulation.
 
 Two pure functions that a validation claim runs on a data set (and on its
-modulation-ablated twins, :func:`pmt_core.data.synth.ablated_twin`):
+modulation-ablated twins, :func:`pmt_core.data.synth.manifest.ablated_twin`):
 
 - :func:`shortcut_guard`: cross-validated balanced accuracy of simple classifiers
   on nuisance descriptors *of what the network sees* (the clip divided by its own

@@ -40,7 +40,7 @@ def example_audio(row, sample_rate: int = 44100, n_samples: int = 2**18) -> np.n
     :func:`pmt_core.data.audio.fix_length`.
     """
     if is_synthetic(row):
-        from pmt_core.data.synth import synthesize  # scipy filters: imported on use
+        from pmt_core.data.synth.render import synthesize  # scipy filters: imported on use
 
         return synthesize(row, sample_rate=sample_rate, n_samples=n_samples)
     return fix_length(load_audio(row["path"], sample_rate=sample_rate), n_samples)

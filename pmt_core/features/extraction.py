@@ -444,7 +444,7 @@ class TrainedModel:
     ----------
     input_kind : str
         ``"s1"`` (74 first-order paths) or ``"s1s2"`` (all 1,200 paths).
-    result : pmt_core.model.training.TrainResult
+    result : pmt_core.model.config.TrainResult
     class_names : tuple of str
         Technique of each output unit.
     test_true, test_pred : numpy.ndarray of int

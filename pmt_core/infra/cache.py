@@ -120,7 +120,10 @@ def library_versions() -> dict:
 def source_digest(modules) -> str:
     """SHA-256 (first 16 hex digits) of the source text of ``modules``, in order.
 
-    What a cache namespace keys code by: editing any of the modules is a miss.
+    What a cache namespace keys code by: editing any of the modules is a miss. A
+    package stands for every module in it (its ``.py`` files, sub-packages
+    included, by relative path), so that splitting a module into a package keeps
+    all of its code in the key.
     """
     import importlib
 
@@ -128,7 +131,13 @@ def source_digest(modules) -> str:
     for name in modules:
         module = importlib.import_module(name)
         digest.update(name.encode())
-        digest.update(Path(module.__file__).read_bytes())
+        path = Path(module.__file__)
+        if hasattr(module, "__path__"):  # a package: all of its modules
+            for part in sorted(path.parent.rglob("*.py")):
+                digest.update(part.relative_to(path.parent).as_posix().encode())
+                digest.update(part.read_bytes())
+        else:
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

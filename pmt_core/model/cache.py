@@ -4,7 +4,7 @@ Training is most of a run's time (five replicates x two input kinds, the
 shuffled-label models, model B of the mechanism check), and most changes after
 the first run are to explanation, claim or report code, which leave the weights
 as they were. :func:`train_cached` keys each call of
-:func:`~pmt_core.model.training.train_replicates` by what determines its weights
+:func:`~pmt_core.model.replicates.train_replicates` by what determines its weights
 and returns the stored results on a hit:
 
 - the training and validation inputs and labels, byte for byte (so the data, the
@@ -32,12 +32,14 @@ import numpy as np
 import torch
 
 from pmt_core.infra.cache import FeatureCache, source_digest
+from pmt_core.model.config import TrainingConfig, TrainResult
 from pmt_core.model.network import PMTConvNet
-from pmt_core.model.training import TrainingConfig, TrainResult, train_replicates
+from pmt_core.model.replicates import train_replicates
 
 #: The code whose change changes trained weights (the model and its training loops).
-MODEL_CODE_MODULES = ("pmt_core.model.network", "pmt_core.model.training",
-                      "pmt_core.model.ensemble")
+MODEL_CODE_MODULES = ("pmt_core.model.network", "pmt_core.model.config",
+                      "pmt_core.model.metrics", "pmt_core.model.training",
+                      "pmt_core.model.replicates", "pmt_core.model.ensemble")
 #: Namespace prefix of trained-model entries in the cache folder.
 NAMESPACE_PREFIX = "models"
 

@@ -57,7 +57,7 @@ def pytest_generate_tests(metafunc):
 def clips():
     """Four paper-length synthetic clips (44.1 kHz, 2**18 samples), float32."""
     from pmt_core.data.sources import example_audio
-    from pmt_core.data.synth import synthetic_manifest
+    from pmt_core.data.synth.manifest import synthetic_manifest
 
     frame = synthetic_manifest({"trill": 2, "tremolo": 2}, seed=0)
     return np.stack([example_audio(row) for _, row in frame.iterrows()]).astype(np.float32)

@@ -5,7 +5,7 @@ import statistics
 import pytest
 import torch
 
-from pmt_core.data.synth import synthetic_manifest
+from pmt_core.data.synth.manifest import synthetic_manifest
 from pmt_core.features.extraction import extract_features
 from pmt_core.features.scattering import ScatteringConfig, path_table
 from pmt_core.infra.cache import FeatureCache

@@ -4,14 +4,16 @@ The replicate benchmark times both strategies of ``train_replicates`` side by si
 one process, alternating them round by round so that load on a shared runner hits
 both alike; ``extra_info`` holds seconds per replicate for each and their ratio. It
 asserts nothing about time (a shared runner would make that flaky): the figures are
-what ``AUTO_STRATEGY`` in pmt_core/model/training.py was chosen from.
+what ``AUTO_ENSEMBLE_MAX_PATHS`` in pmt_core/model/replicates.py was chosen from.
 """
 
 import numpy as np
 import pytest
 import torch
 
-from pmt_core.model.training import TrainingConfig, train_model, train_replicates
+from pmt_core.model.config import TrainingConfig
+from pmt_core.model.replicates import train_replicates
+from pmt_core.model.training import train_model
 
 N_TRAIN, N_VAL, CLASSES = 320, 32, ("a", "b", "c", "d", "e")
 
