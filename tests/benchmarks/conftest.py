@@ -21,6 +21,8 @@ import torch
 
 BENCH_DIR = Path(__file__).parent
 ENV_VAR = "PMT_BENCHMARKS"
+#: One-line results of benchmarks, printed in pytest's terminal summary.
+SUMMARY_KEY = pytest.StashKey[list]()
 
 
 def _benchmarks_requested(config) -> bool:
@@ -39,6 +41,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if BENCH_DIR in Path(str(item.fspath)).parents:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    lines = config.stash.get(SUMMARY_KEY, [])
+    if lines:
+        terminalreporter.section("benchmark summary")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_generate_tests(metafunc):
@@ -89,3 +99,11 @@ def timed():
         return time.perf_counter() - start
 
     return run
+
+
+@pytest.fixture
+def summary(request):
+    """Return ``summary(line)``: print ``line`` at the end of the session (captured
+    output would hide a plain ``print`` without ``-s``)."""
+    lines = request.config.stash.setdefault(SUMMARY_KEY, [])
+    return lines.append
