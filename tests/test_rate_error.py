@@ -24,7 +24,7 @@ from pmt_core.claims.core import AtLeast, Measurement, with_attenuation
 from pmt_core.claims.families import class_macro
 from pmt_core.claims.thresholds import LOCALISATION_MIN_LIFT
 from pmt_core.data import rates as RT
-from pmt_core.data.synth import RATE_RANGE_HZ
+from pmt_core.data.synth.params import RATE_RANGE_HZ
 from pmt_core.explain import relevance as R
 from pmt_core.features.scattering import ScatteringConfig, path_table
 from pmt_core.profiles import PROFILES
