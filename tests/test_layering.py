@@ -232,7 +232,6 @@ MAX_LINES = 700
 #: Modules allowed over MAX_LINES for now.
 LONG_MODULES = {
     "pmt_core/stages.py",  # being split: issue 23
-    "pmt_core/claims/relevance.py",  # being split: issue 23
 }
 
 

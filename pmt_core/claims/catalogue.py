@@ -13,6 +13,7 @@ from pmt_core.claims import (  # noqa: F401 - imported for their registrations
     model,
     power,
     relevance,
+    relevance_use,
     sanity,
     scattering,
 )

@@ -16,7 +16,7 @@ and nulls whose expected figure sat on the bar.
 
 from __future__ import annotations
 
-from pmt_core.claims import relevance  # noqa: F401 - the families register there
+from pmt_core.claims import relevance, relevance_use  # noqa: F401 - their families register
 from pmt_core.claims.core import claim
 from pmt_core.claims.families import FAMILIES, PLANTED_LABELS, power_bounds, power_measurement
 
