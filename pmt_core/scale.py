@@ -272,8 +272,13 @@ def fill_caches(run, settings: ExecutorSettings, folder: str | Path, *, poll_s: 
                    run.cache),
                   ("training", training_tasks(run.training_calls()), run.model_cache))
         for phase, tasks, store in phases:
-            results = _run_phase(executor, phase, tasks, run.settings, threads, folder,
-                                 poll_s, log)
+            n = len(tasks)
+            scratch = [str(folder / "scratch" / f"{phase}-{k}") for k in range(n)]
+            results = run_jobs(executor, phase, [t.name for t in tasks], run_task,
+                               [[run.settings] * n, tasks, [threads] * n, scratch], log=log,
+                               poll_s=poll_s)
+            # the jobs' own split and compression copies; their logs stay
+            shutil.rmtree(folder / "scratch", ignore_errors=True)
             for task, (job_id, result) in zip(tasks, results, strict=True):
                 _check_result(task, job_id, result, store.folder.name, threads)
                 summary["jobs"].append({"task": task.name, "job": job_id,
@@ -283,30 +288,54 @@ def fill_caches(run, settings: ExecutorSettings, folder: str | Path, *, poll_s: 
     return summary
 
 
-def _run_phase(executor, phase: str, tasks: list, settings, threads: int, folder: Path,
-               poll_s: float, log) -> list:
-    """Submit ``tasks`` as one array, wait, return ``(job id, result)`` in task order."""
-    scratch = [str(folder / "scratch" / f"{phase}-{k}") for k in range(len(tasks))]
-    n = len(tasks)
-    jobs = executor.map_array(run_task, [settings] * n, tasks, [threads] * n, scratch)
-    log(f"executor: {phase}: {n} jobs submitted ({', '.join(t.name for t in tasks)})")
+def run_jobs(executor, phase: str, names: list, fn, arguments: list, *, log=print,
+             poll_s: float = 1.0) -> list:
+    """Submit ``fn`` over ``arguments`` as one job array, wait, return the results.
+
+    Parameters
+    ----------
+    executor : submitit.Executor
+    phase : str
+        What the progress lines call the array.
+    names : list of str
+        What the progress lines and errors call each job.
+    fn : callable
+        The job's function (importable: submitit pickles it by reference).
+    arguments : list of lists
+        ``fn``'s positional arguments, one list per parameter (``map_array``'s).
+    log : callable
+        Where progress lines go: on every change, and once a minute.
+    poll_s : float
+        Seconds between looks at the jobs.
+
+    Returns
+    -------
+    list of tuple
+        ``(job id, result)`` in ``names`` order.
+
+    Raises
+    ------
+    ExecutorError
+        When a job fails: its id, its name, its error and the last lines of its
+        log; the other jobs are cancelled.
+    """
+    jobs = executor.map_array(fn, *arguments)
+    n = len(jobs)
+    log(f"executor: {phase}: {n} jobs submitted ({', '.join(names)})")
     started, last, shown = time.perf_counter(), None, 0.0
     try:
         while True:
             done = [job.done() for job in jobs]
-            for job, task, finished in zip(jobs, tasks, done, strict=True):
+            for job, name, finished in zip(jobs, names, done, strict=True):
                 if finished and job.exception() is not None:
-                    raise ExecutorError(_failure(job, task, folder))
+                    raise ExecutorError(_failure(job, name))
             now = time.perf_counter()
             line = f"executor: {phase}: {sum(done)}/{n} jobs done"
             if line != last or now - shown >= 60:
                 log(f"{line} ({now - started:.0f} s)")
                 last, shown = line, now
             if all(done):
-                results = [(str(job.job_id), job.result()) for job in jobs]
-                # the jobs' own split and compression copies; their logs stay
-                shutil.rmtree(folder / "scratch", ignore_errors=True)
-                return results
+                return [(str(job.job_id), job.result()) for job in jobs]
             time.sleep(poll_s)
     except BaseException:
         for job in jobs:  # no job outlives the run that wanted it
@@ -315,16 +344,18 @@ def _run_phase(executor, phase: str, tasks: list, settings, threads: int, folder
         raise
 
 
-def _failure(job, task: Task, folder: Path, lines: int = 30) -> str:
+def _failure(job, name: str, lines: int = 30) -> str:
     """Say which job failed, why, and where its logs are (the tail of its error log)."""
     error = str(job.exception()).strip().splitlines()
     try:
         stderr = (job.stderr() or "").strip().splitlines()
     except OSError:
         stderr = []
-    tail = "\n".join((stderr or error)[-lines:])
-    return (f"job {job.job_id} ({task.name}) failed: {error[-1] if error else 'no message'}\n"
-            f"--- last lines of its log ---\n{tail}\n--- logs: {folder} ---")
+    log = stderr or error or ["no message"]
+    # the log's last line is the exception; submitit's own message ends in file names
+    return (f"job {job.job_id} ({name}) failed: {log[-1].strip()}\n"
+            f"--- last lines of its log ---\n" + "\n".join(log[-lines:])
+            + f"\n--- logs: {job.paths.folder} ---")
 
 
 def _check_result(task: Task, job_id: str, result: dict, namespace: str, threads: int) -> None:

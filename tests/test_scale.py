@@ -47,17 +47,48 @@ def test_the_executor_needs_submitit(monkeypatch, tmp_path):
         ExecutorSettings(executor="kubernetes")
 
 
-def _pytest_validation(tmp_path, name, *args, cache="cache"):
+def _pytest_validation(tmp_path, name, *args, cache="cache", quiet=True):
     """Run ``pytest validation`` on the smoke profile in a process of its own."""
     env = {**os.environ, "PMT_CACHE_DIR": str(tmp_path / cache),
            # the jobs must import this checkout, whatever the environment installed
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "validation", "--profile", "smoke", "-q",
-         "-p", "no:cacheprovider", "--report-dir", str(tmp_path / name), *args],
+        [sys.executable, "-m", "pytest", "validation", "--profile", "smoke",
+         *(["-q"] if quiet else []), "-p", "no:cacheprovider",
+         "--report-dir", str(tmp_path / name), *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     return done, time.perf_counter() - start
+
+
+def _local_executor(folder):
+    submitit = pytest.importorskip("submitit",
+                                   reason="the cluster extra: pip install -e '.[cluster]'")
+    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="local")
+    executor.update_parameters(timeout_min=5)
+    return executor
+
+
+def test_jobs_report_their_progress_and_results(tmp_path):
+    from pmt_core.scale import run_jobs
+
+    lines = []
+    got = run_jobs(_local_executor(tmp_path), "demo", ["seven", "eleven"], int,
+                   [["7", "11"]], log=lines.append, poll_s=0.2)
+    assert [result for _, result in got] == [7, 11]
+    assert lines[0] == "executor: demo: 2 jobs submitted (seven, eleven)"
+    assert lines[-1].startswith("executor: demo: 2/2 jobs done")
+
+
+def test_a_failed_job_stops_with_its_error_and_log(tmp_path):
+    from pmt_core.scale import run_jobs
+
+    with pytest.raises(ExecutorError) as raised:
+        run_jobs(_local_executor(tmp_path), "demo", ["bad"], int, [["not a number"]],
+                 log=lambda line: None, poll_s=0.2)
+    text = str(raised.value)
+    assert "(bad) failed: ValueError: invalid literal for int()" in text
+    assert "last lines of its log" in text and str(tmp_path) in text
 
 
 class _Options:
@@ -116,7 +147,8 @@ def test_the_local_executor_gives_the_in_process_verdicts_and_figures(tmp_path):
     pytest.importorskip("submitit", reason="the cluster extra: pip install -e '.[cluster]'")
     alone, alone_s = _pytest_validation(tmp_path, "inprocess", cache="cache-a")
     jobs, jobs_s = _pytest_validation(tmp_path, "local", "--executor", "local",
-                                      "--feature-shards", "2", cache="cache-b")
+                                      "--feature-shards", "2", cache="cache-b",
+                                      quiet=False)  # the progress lines show
     print(f"smoke run in-process {alone_s:.0f} s, with the local executor {jobs_s:.0f} s")
     assert alone.returncode == jobs.returncode, jobs.stdout[-3000:] + jobs.stderr[-3000:]
     assert "executor: training: 4/4 jobs done" in jobs.stdout + jobs.stderr
