@@ -57,6 +57,7 @@ class ClaimFailure(AssertionError):
 def pytest_addoption(parser):
     """Add the run's options (group "pmt")."""
     from pmt_core.profiles import PROFILE_NAMES
+    from pmt_core.scale import EXECUTORS
     from pmt_core.stages import PERTURBATIONS
 
     group = parser.getgroup("pmt", "PMT explanation validation")
@@ -88,6 +89,25 @@ def pytest_addoption(parser):
                          "replicates' spread fails the session (regression.drift).")
     group.addoption("--update-baseline", default=None, metavar="FILE",
                     help="write this run's claims (verdicts, figures, spreads) to FILE.")
+    group.addoption("--executor", default="inprocess", choices=EXECUTORS,
+                    help="where features are extracted and models trained: 'inprocess' "
+                         "(default), 'local' (submitit's local jobs) or 'slurm' (Slurm job "
+                         "arrays); jobs fill the cache, which must be on, and on storage "
+                         "the jobs share; the claims and report run here (README, "
+                         "'Running on a cluster').")
+    group.addoption("--slurm-partition", default=None,
+                    help="Slurm partition of the jobs (default: the cluster's).")
+    group.addoption("--slurm-time", default="240", metavar="MINUTES",
+                    help="time limit of each job in minutes (also the local executor's; "
+                         "default 240).")
+    group.addoption("--slurm-gpus", default="0", metavar="N",
+                    help="GPUs per job (default 0; use 1 with --device cuda).")
+    group.addoption("--slurm-cpus", default=None, metavar="N",
+                    help="CPUs per job (default: this process's torch thread count, "
+                         "which every job uses).")
+    group.addoption("--feature-shards", default=None, metavar="N",
+                    help="feature extraction jobs over the data set's rows (default one "
+                         "per 500 rows, at most 64).")
 
 
 def pytest_configure(config):
@@ -97,6 +117,7 @@ def pytest_configure(config):
     if config.pluginmanager.get_plugin("pmt-recorder") is None:
         # Checked here, so a bad option is one usage line before any collection.
         config.pmt_settings = settings_from_options(config)
+        config.pmt_executor = executor_from_options(config, config.pmt_settings)
         config.pmt_data_kind = _check_dataset(config)
         config.pluginmanager.register(ClaimRecorder(config), "pmt-recorder")
 
@@ -179,6 +200,40 @@ def settings_from_options(config):
         report_dir=str(report_dir),
         replicates=None if replicates is None else integer("--replicates", 1, 1000),
         perturb=config.getoption("--perturb"))
+
+
+def executor_from_options(config, run_settings):
+    """:class:`pmt_core.scale.ExecutorSettings` from the command line, checked.
+
+    Raises
+    ------
+    pytest.UsageError
+        For a non-integer or out-of-range count, or an executor that cannot run
+        (submitit missing, cache off).
+    """
+    from pmt_core.scale import ExecutorError, ExecutorSettings, check_executor
+
+    def count(name, low=0):
+        raw = config.getoption(name)
+        if raw is None:
+            return None
+        try:
+            value = int(str(raw), 10)
+        except ValueError:
+            raise pytest.UsageError(f"{name} must be an integer, got {raw!r}") from None
+        if value < low:
+            raise pytest.UsageError(f"{name} must be at least {low}, got {value}")
+        return value
+
+    executor = ExecutorSettings(
+        executor=config.getoption("--executor"), partition=config.getoption("--slurm-partition"),
+        minutes=count("--slurm-time", 1), gpus=count("--slurm-gpus"),
+        cpus=count("--slurm-cpus", 1), feature_shards=count("--feature-shards", 1))
+    try:
+        check_executor(executor, run_settings)
+    except ExecutorError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return executor
 
 
 #: What a run writes into --report-dir (the checkpoints go beside the compression).

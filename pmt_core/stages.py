@@ -633,17 +633,21 @@ class Run:
         return int(self.settings.replicates or self.profile.replicates)
 
     @cached_property
-    def models(self) -> ModelStage:
-        """Every replicate of both input kinds, trained on the same split."""
+    def training_config(self):
+        """The training settings of every model of the run (``seed``: replicate 0's)."""
         from pmt_core.model.training import TrainingConfig
 
         batch_size = TrainingConfig().batch_size
         max_epochs, patience = training_budget(self.profile, len(self.data.index("training")),
                                                batch_size)
-        config = TrainingConfig(max_epochs=max_epochs, patience=patience,
-                                batch_size=batch_size, seed=self.seed_of(0))
-        replicates = {kind: self._train(kind, config) for kind in INPUT_KINDS}
-        return ModelStage(replicates, config)
+        return TrainingConfig(max_epochs=max_epochs, patience=patience,
+                              batch_size=batch_size, seed=self.seed_of(0))
+
+    @cached_property
+    def models(self) -> ModelStage:
+        """Every replicate of both input kinds, trained on the same split."""
+        replicates = {kind: self._train(kind) for kind in INPUT_KINDS}
+        return ModelStage(replicates, self.training_config)
 
     def seed_of(self, replicate: int) -> int:
         """Training seed of one replicate."""
@@ -672,17 +676,102 @@ class Run:
                             device=self.device, progress=self.progress, desc=desc,
                             perturb=self.settings.perturb)
 
-    def _train(self, kind: str, config) -> list[TrainedModel]:
+    def training_calls(self) -> list[str]:
+        """Name every training call the run makes (:meth:`training_call`), in order.
+
+        ``"models s1"``, ``"models s1s2"`` (every replicate of an input kind in one
+        call: they may train jointly, as one ensemble), ``"shuffled K"`` (the
+        shuffled-label models) and ``"mechanism"`` (model B). A scheduler that trains
+        them elsewhere (:mod:`pmt_core.scale`) makes these calls, so the model cache
+        holds exactly the entries the run looks up.
+        """
+        n_shuffled = min(self.profile.shuffled_label_models, self.n_replicates)
+        return ([f"models {kind}" for kind in INPUT_KINDS]
+                + [f"shuffled {k}" for k in range(n_shuffled)] + ["mechanism"])
+
+    def training_call(self, name: str) -> dict | None:
+        """Arguments of one training call of the run (:meth:`train_replicates`).
+
+        Returns
+        -------
+        dict or None
+            Keyword arguments of :meth:`train_replicates`; None for model B where
+            the transform has too few bands for the tags (no model B is trained).
+
+        Raises
+        ------
+        ValueError
+            For a name that is not one of :meth:`training_calls`.
+        """
+        what, _, arg = name.partition(" ")
+        y = self.data.labels
+        train, val = self.data.index("training"), self.data.index("validation")
+        config = self.training_config
+        if what == "models" and arg in INPUT_KINDS:
+            x = self.compression.inputs[arg]
+            return dict(x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val],
+                        config=config, seeds=replicate_seeds(self.settings.seed,
+                                                             self.n_replicates),
+                        desc=f"train {arg}")
+        if what == "shuffled" and arg.isdigit():
+            k = int(arg)
+            x = self.compression.inputs["s1s2"]
+            rng = np.random.default_rng([self.settings.seed, k, 23])
+            return dict(x_train=x[train], y_train=rng.permutation(y[train]), x_val=x[val],
+                        y_val=rng.permutation(y[val]), config=config, seeds=[self.seed_of(k)],
+                        desc=f"train s1s2 on shuffled labels ({k})")
+        if what == "mechanism" and not arg:
+            inputs = self._mechanism_inputs()
+            if inputs is None:
+                return None
+            n = min(self.profile.mechanism_models, self.n_replicates)
+            return dict(x_train=inputs["training"], y_train=inputs["labels"][train],
+                        x_val=inputs["validation"], y_val=inputs["labels"][val],
+                        config=config, seeds=[self.seed_of(k) for k in range(n)],
+                        desc="train s1s2 on tag-only labels")
+        raise ValueError(f"unknown training call {name!r}; expected one of "
+                         f"{self.training_calls()}")
+
+    def train_call(self, name: str) -> list | None:
+        """Make one training call of the run (:meth:`training_call`) in its arithmetic."""
+        call = self.training_call(name)
+        if call is None:
+            return None
+        with self._arithmetic():
+            return self.train_replicates(**call)
+
+    def _mechanism_inputs(self) -> dict | None:
+        """Model B's tags, labels and tagged inputs (None: too few bands for the tags)."""
+        def compute():
+            from pmt_core.explain import mechanism as mech
+            from pmt_core.explain.occlusion import s2_bands
+
+            bands = s2_bands(self.compression.paths)
+            n_classes = len(self.data.class_names)
+            tags = mech.tag_bands(bands, n_classes)
+            if tags is None:
+                return None
+            x, std = self.compression.inputs["s1s2"], self.input_statistics[1]
+            # B's labels ignore the technique: the tag is its only cue
+            labels = np.random.default_rng([self.settings.seed, 31]).integers(
+                0, n_classes, len(self.data.labels))
+            tagged = {part: mech.add_tag(x[idx], labels[idx], bands, tags, std)
+                      for part, idx in (("training", self.data.index("training")),
+                                        ("validation", self.data.index("validation")))}
+            return {"bands": bands, "tags": tags, "labels": labels, **tagged}
+
+        return self.memo("mechanism_inputs", lambda: compute() or False) or None
+
+    def _train(self, kind: str) -> list[TrainedModel]:
         from pmt_core.model.checkpoint import save_checkpoint
         from pmt_core.model.training import predict_logits
 
         x = self.compression.inputs[kind]
         y = self.data.labels
-        train, val, test = (self.data.index(s) for s in SUBSETS)
+        test = self.data.index("test")
         seeds = replicate_seeds(self.settings.seed, self.n_replicates)
-        with self.timed(f"training_{kind}"), self._arithmetic():
-            results = self.train_replicates(x[train], y[train], x[val], y[val], config=config,
-                                            seeds=seeds, desc=f"train {kind}")
+        with self.timed(f"training_{kind}"):
+            results = self.train_call(f"models {kind}")
         out = []
         for k, (seed, result) in enumerate(zip(seeds, results, strict=True)):
             with self._arithmetic():
@@ -786,30 +875,20 @@ class Run:
         """
         from pmt_core.explain import mechanism as mech
         from pmt_core.explain.explainers import EXPLAINERS
-        from pmt_core.explain.occlusion import s2_bands
         from pmt_core.model.training import predict_logits
 
-        bands = s2_bands(self.compression.paths)
-        n_classes = len(self.data.class_names)
-        tags = mech.tag_bands(bands, n_classes)
-        if tags is None:
+        inputs = self._mechanism_inputs()
+        if inputs is None:
             return None
+        tags, labels, tagged = inputs["tags"], inputs["labels"], inputs
         n = min(self.profile.mechanism_models, self.n_replicates)
         x, std = self.compression.inputs["s1s2"], self.input_statistics[1]
-        train, val, test = (self.data.index(s) for s in SUBSETS)
-        # B's labels ignore the technique: the tag is its only cue
-        labels = np.random.default_rng([self.settings.seed, 31]).integers(
-            0, n_classes, len(self.data.labels))
-        tagged = {part: mech.add_tag(x[idx], labels[idx], bands, tags, std)
-                  for part, idx in (("training", train), ("validation", val))}
+        val, test = self.data.index("validation"), self.data.index("test")
         truth = self.data.labels[test]
-        test_inputs = mech.add_tag(x[test], truth, bands, tags, std)
+        test_inputs = mech.add_tag(x[test], truth, inputs["bands"], tags, std)
         models_a = [m.model for m in self.models.replicates["s1s2"][:n]]
-        with self.timed("training_mechanism_b"), self._arithmetic():
-            results = self.train_replicates(
-                tagged["training"], labels[train], tagged["validation"], labels[val],
-                config=self.models.training_config, seeds=[self.seed_of(k) for k in range(n)],
-                desc="train s1s2 on tag-only labels")
+        with self.timed("training_mechanism_b"):
+            results = self.train_call("mechanism")
         models_b = [r.model for r in results]
         with self.timed("explain_mechanism"), self._arithmetic(), warnings.catch_warnings():
             pred = {side: np.stack([predict_logits(m, test_inputs, device=self.device)
@@ -888,17 +967,10 @@ class Run:
         are permuted too, so early stopping sees no real signal either.
         """
         n = min(self.profile.shuffled_label_models, self.n_replicates)
-        x = self.compression.inputs["s1s2"]
-        y = self.data.labels
-        train, val = self.data.index("training"), self.data.index("validation")
         out = []
-        with self.timed("training_shuffled_labels"), self._arithmetic():
+        with self.timed("training_shuffled_labels"):
             for k in range(n):
-                rng = np.random.default_rng([self.settings.seed, k, 23])
-                (result,) = self.train_replicates(
-                    x[train], rng.permutation(y[train]), x[val], rng.permutation(y[val]),
-                    config=self.models.training_config, seeds=[self.seed_of(k)],
-                    desc=f"train s1s2 on shuffled labels ({k})")
+                (result,) = self.train_call(f"shuffled {k}")
                 out.append(result.model)
         return out
 
@@ -910,14 +982,12 @@ class Run:
         (instrument, pitch, noise, distractor, seed) with the technique's modulation
         switched off (:func:`pmt_core.data.synth.ablated_twin`).
         """
-        if self.data.source != "synthetic":
+        frame = self.twin_frame()
+        if frame is None:
             return None
-        from pmt_core.data.synth import ablated_twins
         from pmt_core.features.extraction import extract_features
         from pmt_core.model.training import predict_logits
 
-        frame = ablated_twins(self.data.frame.iloc[self.data.index("test")])
-        frame = frame.reset_index(drop=True)
         _ = self.compression, self.models  # stages of their own, timed apart
         with self.timed("twins"):
             stage = extract_features(frame, self.scattering_config, self.device,
@@ -929,6 +999,15 @@ class Run:
                          for m in self.models.replicates["s1s2"]]
         labels = np.array([self.data.class_names.index(t) for t in frame["technique"]])
         return TwinStage(frame, stage.descriptors, labels, np.stack(preds), compressed)
+
+    def twin_frame(self) -> pd.DataFrame | None:
+        """Manifest rows of the test clips' twins (None for data without twins)."""
+        if self.data.source != "synthetic":
+            return None
+        from pmt_core.data.synth import ablated_twins
+
+        return ablated_twins(self.data.frame.iloc[self.data.index("test")]).reset_index(
+            drop=True)
 
     @cached_property
     def twin_descriptors(self) -> tuple[pd.DataFrame, pd.DataFrame] | None:

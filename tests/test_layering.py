@@ -24,6 +24,7 @@ LAYERS = {
     "model": 4,
     "explain": 5,
     "stages": 6,
+    "scale": 7,
     "figures": 7,
     "claims": 8,
     "report": 9,

@@ -6,6 +6,8 @@ builds the run, once per session, and exposes its stages for tests that want
 one directly.
 """
 
+from pathlib import Path
+
 import pytest
 
 from pmt_core.stages import Run
@@ -13,12 +15,29 @@ from pmt_core.stages import Run
 
 @pytest.fixture(scope="session")
 def pmt_run(pmt_settings, pytestconfig):
-    """The session's :class:`~pmt_core.stages.Run` (stages computed on first use)."""
+    """The session's :class:`~pmt_core.stages.Run` (stages computed on first use).
+
+    With ``--executor local`` or ``slurm``, jobs first fill the feature and model
+    caches (:func:`pmt_core.scale.fill_caches`); the run then finds everything there.
+    """
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     quiet = capture is None or pytestconfig.getoption("verbose") < 0
     # Long stages show their progress bars through pytest's output capture.
-    return Run(pmt_settings, progress=not quiet,
-               around_stage=None if quiet else capture.global_and_fixture_disabled)
+    run = Run(pmt_settings, progress=not quiet,
+              around_stage=None if quiet else capture.global_and_fixture_disabled)
+    executor = getattr(pytestconfig, "pmt_executor", None)
+    if executor is not None and executor.enabled:
+        from pmt_core.scale import JOBS_FOLDER, ExecutorError, fill_caches
+
+        # Beside the staging folder, under the report folder's lock: the last run's
+        # job logs stay for inspection, and no run's jobs write over another's.
+        report_dir = getattr(pytestconfig, "pmt_report_dir", pmt_settings.report_dir)
+        try:
+            fill_caches(run, executor, Path(report_dir) / JOBS_FOLDER)
+        except ExecutorError as exc:
+            pytest.exit(f"--executor {executor.executor}: {exc}",
+                        returncode=pytest.ExitCode.TESTS_FAILED)
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -123,21 +123,28 @@ STAGING_NAME = ".pmt-staging"
 _STAGING_MARKER = ".pmt-staging-folder"
 
 
-def fresh_staging(folder: str | os.PathLike) -> Path:
+def fresh_staging(folder: str | os.PathLike, name: str = STAGING_NAME) -> Path:
     """Return an empty staging folder inside ``folder`` (the caller holds its lock).
 
     A staging folder left by a run that was killed is the suite's own (it holds
     :data:`_STAGING_MARKER`) and is emptied; a folder of that name without the
     marker is someone else's, and is refused.
 
+    Parameters
+    ----------
+    folder : path-like
+    name : str
+        The staging folder's name (another name: another folder of the suite's own,
+        such as the jobs' folder of :mod:`pmt_core.scale`).
+
     Raises
     ------
     FileExistsError
-        If ``folder/.pmt-staging`` exists and is not a staging folder.
+        If ``folder/name`` exists and is not a staging folder.
     """
     import shutil
 
-    staging = Path(folder) / STAGING_NAME
+    staging = Path(folder) / name
     if staging.exists() or staging.is_symlink():
         if staging.is_symlink() or not (staging / _STAGING_MARKER).is_file():
             raise FileExistsError(errno.EEXIST, "exists and is not this suite's staging "
