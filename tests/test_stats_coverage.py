@@ -182,17 +182,6 @@ def test_median_fast_path_gives_the_generic_interval(rng, ties):
         (generic.value, generic.low, generic.high), rel=1e-12)
 
 
-@pytest.mark.slow  # imports the claims (and the models behind them)
-def test_within_class_rho_matches_the_suites_statistic(rng):
-    try:
-        from pmt_core.stats.correlation import within_class_rho as _rate_rho
-    except Exception as exc:  # the claims package is heavy and may be mid-edit
-        pytest.skip(f"pmt_core.claims.relevance does not import: {exc}")
-    _, labels, peak, rate = _rho_data(rng, True)
-    assert within_class_rho((peak, rate, labels)) == pytest.approx(
-        _rate_rho((peak, np.array(rate), labels)), rel=1e-12)
-
-
 # ------------------------------------------------------------ known answers --
 def test_crossed_t_with_one_replicate_is_a_t_over_examples(rng):
     x = rng.normal(1.0, 2.0, 150)
