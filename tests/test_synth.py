@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -566,15 +564,6 @@ def test_tremolo_rate_any_seed(seed, rate):
 def test_unknown_technique_rejected():
     with pytest.raises(ValueError, match="glissando"):
         synthesize(_row("vibrato", "Oboe", 440.0, 6.0, 40.0).replace("vibrato", "glissando"))
-
-
-def test_synthesis_is_fast(ci_manifest):
-    rows = [r for _, r in ci_manifest.head(10).iterrows()]
-    start = time.perf_counter()
-    for row in rows:
-        synthesize(row)
-    per_clip = (time.perf_counter() - start) / len(rows)
-    assert per_clip < 0.25  # measured ~0.06-0.09 s; generous for a shared 2-core machine
 
 
 def test_instruments_for_lists_only_capable_instruments():

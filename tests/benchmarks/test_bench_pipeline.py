@@ -97,3 +97,16 @@ def test_two_torch_threads_vs_two_worker_threads(benchmark, clips, timed):
         s_per_clip_two_torch_threads=statistics.median(one),
         s_per_clip_two_worker_threads=statistics.median(two),
         ratio=statistics.median(one) / statistics.median(two), rounds=3, clips=len(clips))
+
+
+def test_synthesis_per_clip(benchmark):
+    # Was a timed unit test (< 0.25 s per clip); a speed target is a recorded figure.
+    # Ten clips of the ci manifest (every technique's generator among them).
+    from pmt_core.data.synth.render import synthesize
+    from pmt_core.profiles import CI_CLASS_SIZES
+
+    rows = [r for _, r in synthetic_manifest(CI_CLASS_SIZES, seed=0).head(10).iterrows()]
+    benchmark.group = "synthesis"
+    benchmark.pedantic(lambda: [synthesize(row) for row in rows], rounds=3, iterations=1)
+    benchmark.extra_info.update(clips=len(rows),
+                                s_per_clip=benchmark.stats.stats.median / len(rows))
