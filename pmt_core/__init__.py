@@ -15,20 +15,41 @@ from pmt_core.infra import arithmetic as _arithmetic
 
 _arithmetic.pin()
 
-from pmt_core.data.datasets import load_dataset
-from pmt_core.features.compression import LogCompression
-from pmt_core.features.grid import CarrierModulationGrid
-from pmt_core.features.scattering import (
-    PathTable,
-    ScatteringConfig,
-    ScatteringResult,
-    path_table,
-    scatter,
-)
-from pmt_core.infra.device import select_device
-from pmt_core.model.network import PMTConvNet
-from pmt_core.stages import Run, RunSettings, run_stages
-from pmt_core.techniques import MODULATION_BAND_HZ, TECHNIQUES
+#: Public name -> the module that defines it. Loaded on first use (PEP 562), so that
+#: importing a light part of the package (the pytest plugin while pytest parses its
+#: options, in every pytest run of the environment) does not load torch.
+_PUBLIC = {
+    "load_dataset": "pmt_core.data.datasets",
+    "LogCompression": "pmt_core.features.compression",
+    "CarrierModulationGrid": "pmt_core.features.grid",
+    "PathTable": "pmt_core.features.scattering",
+    "ScatteringConfig": "pmt_core.features.scattering",
+    "ScatteringResult": "pmt_core.features.scattering",
+    "path_table": "pmt_core.features.scattering",
+    "scatter": "pmt_core.features.scattering",
+    "select_device": "pmt_core.infra.device",
+    "PMTConvNet": "pmt_core.model.network",
+    "Run": "pmt_core.stages",
+    "RunSettings": "pmt_core.stages",
+    "run_stages": "pmt_core.stages",
+    "MODULATION_BAND_HZ": "pmt_core.techniques",
+    "TECHNIQUES": "pmt_core.techniques",
+}
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'pmt_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_PUBLIC})
+
 
 __all__ = [
     "MODULATION_BAND_HZ",

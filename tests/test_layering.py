@@ -9,6 +9,8 @@ module can be read after the modules it imports; and no module is over 700 lines
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -245,3 +247,14 @@ def test_no_module_is_over_700_lines():
         f"{ {k: v for k, v in long.items() if k not in LONG_MODULES} }")
     stale = sorted(LONG_MODULES - set(long))
     assert not stale, f"{stale} are {MAX_LINES} lines or fewer now: remove them from LONG_MODULES"
+
+
+def test_the_pytest_plugin_imports_nothing_heavy():
+    # The plugin is an entry point: pytest imports it in every run of the environment,
+    # to parse options. The package's public names load on first use (pmt_core/__init__).
+    code = ("import sys, pmt_core.pytest_plugin; "
+            "heavy = sorted({'torch', 'kymatio', 'zennit', 'captum', 'matplotlib', 'scipy'} "
+            "& set(sys.modules)); print(','.join(heavy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT.parent, check=True)
+    assert done.stdout.strip() == "", f"imported while parsing options: {done.stdout.strip()}"
