@@ -258,12 +258,13 @@ def attenuation(score, rates, techniques, seed: int, draws: int = 200,
     if not np.isfinite(exact) or exact <= 0:
         return 1.0, 0.0
     rng = np.random.default_rng([seed, 29])
+    table = table or load_error_table()  # read once, not once per draw
     known = np.isfinite(rates)
+    known_techniques = np.asarray(techniques, dtype=object)[known]
     moved = []
     for _ in range(draws):
         told = rates.copy()
-        told[known] = rates[known] * np.exp2(draw_errors(np.asarray(techniques)[known], rng,
-                                                         table))
+        told[known] = rates[known] * np.exp2(draw_errors(known_techniques, rng, table))
         moved.append(float(score(told)))
     ratio = np.asarray(moved) / exact
     return (float(np.clip(ratio.mean(), 0.0, 1.0)),
