@@ -57,6 +57,12 @@ SMOOTHGRAD_SAMPLES = 16
 SMOOTHGRAD_NOISE = 0.1
 #: Composite of the randomised-model null: the paper's text reading.
 RANDOMISED_COMPOSITE = "epsilon_zplus"
+#: The code each stored explainer runs (:attr:`Explainer.cache_code`): the network's
+#: forward pass and this module's wrappers, plus the LRP package for the readings, so
+#: that an LRP constant recomputes the readings but not the gradients.
+ATTRIBUTION_CODE = ("pmt_core.explain.explainers", "pmt_core.model.network")
+LRP_CODE = ATTRIBUTION_CODE + ("pmt_core.explain.lrp",)
+RANDOMISED_LRP_CODE = LRP_CODE + ("pmt_core.explain.sanity",)
 
 
 @dataclass
@@ -132,6 +138,11 @@ class Explainer:
         For LRP composites: "paper text", "authors' code" or "variant".
     compute : callable
         ``compute(ExplainerInputs) -> ExplainerOutput``.
+    cache_code : tuple of str or None
+        Modules (or packages) whose source, with the hashed inputs, determines the
+        maps: the explanation cache stores the explainer's maps under their digest
+        (:mod:`pmt_core.explain.cache`). None (the default): never stored, for cheap
+        explainers and for those that read ``rows`` or anything else not hashed.
     """
 
     name: str
@@ -141,6 +152,7 @@ class Explainer:
     description: str
     compute: Callable
     reading: str | None = None
+    cache_code: tuple[str, ...] | None = None
 
     def __call__(self, inputs: ExplainerInputs) -> ExplainerOutput:
         """Explain ``inputs`` (see :attr:`compute`)."""
@@ -241,7 +253,7 @@ def _register_lrp() -> None:
         register_explainer(Explainer(
             name, getattr(spec, "label", name), "lrp", False,
             getattr(spec, "provenance", ""), _lrp(name),
-            reading=getattr(spec, "reading", None)))
+            reading=getattr(spec, "reading", None), cache_code=LRP_CODE))
 
 
 # ------------------------------------------------------------ attributions --
@@ -366,23 +378,25 @@ def _register_all() -> None:
          f"{SMOOTHGRAD_SAMPLES} noisy gradients, noise {SMOOTHGRAD_NOISE} of the input's range "
          "(Smilkov et al. 2017)"),
     ):
-        register_explainer(Explainer(name, label, "attribution", False, text, fn))
-    for name, label, fn, text in (
-        ("random", "random (null)", _random, "i.i.d. uniform values: ignores everything"),
+        register_explainer(Explainer(name, label, "attribution", False, text, fn,
+                                     cache_code=ATTRIBUTION_CODE))
+    for name, label, fn, text, code in (
+        ("random", "random (null)", _random, "i.i.d. uniform values: ignores everything",
+         None),
         ("class_constant", "class-constant (null)", _class_constant,
-         "one map per class fitted on the training split: ignores the example"),
+         "one map per class fitted on the training split: ignores the example", None),
         ("input", "input only (null)", _input,
-         "the input standardised with the training statistics: ignores the model"),
+         "the input standardised with the training statistics: ignores the model", None),
         ("energy_raw", "raw energy (null)", _energy_raw,
-         "time-averaged raw scattering coefficients: ignores the model"),
+         "time-averaged raw scattering coefficients: ignores the model", None),
         ("energy_norm", "normalised energy (null)", _energy_norm,
-         "raw energy over its training mean per path: ignores the model"),
+         "raw energy over its training mean per path: ignores the model", None),
         ("lrp_randomised", "LRP, randomised model (null)",
          _lrp(RANDOMISED_COMPOSITE, randomise=True),
          f"LRP ({RANDOMISED_COMPOSITE}) of the network with every layer re-initialised: "
-         "ignores what the model learned"),
+         "ignores what the model learned", RANDOMISED_LRP_CODE),
     ):
-        register_explainer(Explainer(name, label, "null", True, text, fn))
+        register_explainer(Explainer(name, label, "null", True, text, fn, cache_code=code))
 
 
 _register_all()

@@ -141,6 +141,15 @@ def source_digest(modules) -> str:
     return digest.hexdigest()[:16]
 
 
+def array_digest_update(digest, value) -> None:
+    """Feed an array (numpy or torch, any device) to ``digest``: dtype, shape and bytes."""
+    if hasattr(value, "detach"):  # a torch tensor, without importing torch here
+        value = value.detach().cpu().numpy()
+    array = np.ascontiguousarray(value)
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.data)
+
+
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's content."""
     digest = hashlib.sha256()

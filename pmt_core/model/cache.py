@@ -31,7 +31,7 @@ import json
 import numpy as np
 import torch
 
-from pmt_core.infra.cache import FeatureCache, source_digest
+from pmt_core.infra.cache import FeatureCache, array_digest_update, source_digest
 from pmt_core.model.config import TrainingConfig, TrainResult
 from pmt_core.model.network import PMTConvNet
 from pmt_core.model.replicates import train_replicates
@@ -55,20 +55,12 @@ def model_namespace(device: torch.device) -> str:
     return FeatureCache.namespace_for(NAMESPACE_PREFIX, recipe=recipe)
 
 
-def _update(digest, value) -> None:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    array = np.ascontiguousarray(value)
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(array.data)
-
-
 def training_key(x_train, y_train, x_val, y_val, class_names, config: TrainingConfig,
                  seeds, *, perturb: str = "none") -> str:
     """Return the key of one :func:`train_replicates` call (module notes)."""
     digest = hashlib.sha256()
     for array in (x_train, y_train, x_val, y_val):
-        _update(digest, array)
+        array_digest_update(digest, array)
     digest.update(json.dumps({
         "classes": list(class_names), "config": dataclasses.asdict(config),
         "seeds": [int(s) for s in seeds], "threads": torch.get_num_threads(),
