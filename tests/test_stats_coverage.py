@@ -25,6 +25,7 @@ from pmt_core.stats import coverage_scenarios as scenarios
 from pmt_core.stats.bulk_statistics import FiniteMedian, WithinClassRho
 from pmt_core.stats.correlation import within_class_rho
 from pmt_core.stats.intervals import (
+    N_VARIANCE_DRAWS_GENERIC,
     MeanOfFinite,
     crossed_t,
     paired_t,
@@ -151,6 +152,17 @@ def test_within_class_rho_fast_path_gives_the_generic_interval(rng, ties):
     for f in ("value", "low", "high", "se", "df"):
         assert getattr(fast, f) == pytest.approx(getattr(generic, f), rel=1e-12, abs=1e-14)
     assert fast.replicates == pytest.approx(generic.replicates, rel=1e-12, abs=1e-14)
+
+
+def test_within_class_rho_fast_path_draws_what_the_generic_one_draws(rng):
+    # The peak-modulation claims use the fast path with the generic resample count,
+    # so their figures are the generic statistic's without passing n_draws.
+    classes, labels, peak, rate = _rho_data(rng, False)
+    values = (peak, rate, labels)
+    fast = crossed_t(values, WithinClassRho(n_draws=N_VARIANCE_DRAWS_GENERIC), strata=classes)
+    generic = crossed_t(values, within_class_rho, strata=classes)
+    assert (fast.low, fast.high) == pytest.approx((generic.low, generic.high), rel=1e-12)
+    assert WithinClassRho().n_draws == MeanOfFinite.n_draws  # the simulations' default kept
 
 
 def test_within_class_rho_fast_path_per_replicate_rates(rng):

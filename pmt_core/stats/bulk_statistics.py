@@ -68,13 +68,15 @@ class WithinClassRho(MeanOfFinite):
     A :class:`~pmt_core.stats.intervals.MeanOfFinite` only so that
     :func:`~pmt_core.stats.intervals.crossed_t` takes its vectorised branch
     (``resampled``); the figures are those of the generic branch, to rounding
-    (pass ``n_draws=N_VARIANCE_DRAWS_GENERIC`` to use its number of resamples too).
+    (``WithinClassRho(n_draws=N_VARIANCE_DRAWS_GENERIC)`` draws its resamples too).
     All classes are handled at once, padded to the largest (padding weighs 0).
     Keeps work arrays between calls: reuse one instance.
     """
 
-    def __init__(self):
+    def __init__(self, n_draws: int | None = None):
         self._buffers = _Buffers()
+        if n_draws is not None:
+            self.n_draws = n_draws
 
     def __call__(self, values) -> float:
         """Return the figure of ``(peak, rate, classes)`` (each resample drawn once)."""

@@ -172,6 +172,8 @@ class MeanOfFinite:
     """
 
     by_class = False
+    #: Example resamples :func:`crossed_t` draws for it by default.
+    n_draws = N_VARIANCE_DRAWS
 
     def __call__(self, values) -> float:
         """Return the statistic of ``values`` (a tuple of (R, n) arrays)."""
@@ -335,8 +337,7 @@ def _units(values: np.ndarray) -> int:
 
 def _counts_for(statistic, n_ex: int, strata, seed: int, n_draws: int | None) -> np.ndarray:
     """Return example resample counts, as many as the statistic's kind affords."""
-    default = (N_VARIANCE_DRAWS if isinstance(statistic, MeanOfFinite)
-               else N_VARIANCE_DRAWS_GENERIC)
+    default = getattr(statistic, "n_draws", N_VARIANCE_DRAWS_GENERIC)
     return _example_counts(n_ex, strata, seed, n_draws or default)
 
 
