@@ -145,3 +145,42 @@ def test_a_damaged_or_ill_shaped_entry_is_recomputed(tmp_path, inputs):
     out = explanation_cache.explain_cached(_store(tmp_path), explainer, inputs)
     assert len(calls) == 3
     np.testing.assert_array_equal(out.maps, first.maps)
+
+
+# --------------------------------------------------- other stored computations --
+def test_content_key_counts_modules_arrays_and_settings_by_content():
+    from pmt_core.infra.cache import content_key
+
+    torch.manual_seed(1)
+    model = PMTConvNet(len(PATHS), 3).eval()
+    x = np.arange(6.0).reshape(2, 3)
+    key = content_key({"steps": 10}, model, x, None)
+    assert key == content_key({"steps": 10}, copy.deepcopy(model), x.copy(), None)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.parameters()).view(-1)[0] += 1e-6
+    changed = [content_key({"steps": 11}, model, x, None),
+               content_key({"steps": 10}, other, x, None),
+               content_key({"steps": 10}, model, x.astype(np.float32), None),
+               content_key({"steps": 10}, model, x.reshape(3, 2), None),
+               content_key({"steps": 10}, model, x, 0)]
+    assert key not in changed and len(set(changed)) == len(changed)
+
+
+def test_stored_arrays_computes_once_and_rejects_invalid_entries(tmp_path):
+    from pmt_core.infra.cache import stored_arrays
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"curve": np.linspace(0, 1, 5, dtype=np.float32)}
+
+    first = stored_arrays(_store(tmp_path), "a" * 32, compute)
+    again = stored_arrays(_store(tmp_path), "a" * 32, compute)
+    assert len(calls) == 1 and again["curve"].dtype == np.float32
+    np.testing.assert_array_equal(first["curve"], again["curve"])
+    stored_arrays(_store(tmp_path), "a" * 32, compute, valid=lambda a: a["curve"].size == 6)
+    assert len(calls) == 2
+    stored_arrays(None, "a" * 32, compute)
+    assert len(calls) == 3

@@ -33,13 +33,10 @@ so every figure is the same as in the run that stored them.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 import torch
 
-from pmt_core.infra.cache import FeatureCache, array_digest_update, source_digest
+from pmt_core.infra.cache import FeatureCache, content_key, source_digest
 
 __all__ = ["NAMESPACE_PREFIX", "explain_cached", "explanation_key", "explanation_namespace"]
 
@@ -72,24 +69,12 @@ def explanation_key(explainer, inputs, *, perturb: str = "none") -> str:
     perturb : str
         The run's arithmetic perturbation.
     """
-    digest = hashlib.sha256()
-    model = inputs.model
-    digest.update(json.dumps({
-        "explainer": explainer.name, "code": source_digest(explainer.cache_code),
-        "model": f"{type(model).__module__}.{type(model).__qualname__}",
-        "seed": int(inputs.seed), "device": torch.device(inputs.device).type,
-        "threads": torch.get_num_threads(), "perturb": perturb,
-        "paths": len(inputs.paths)}, sort_keys=True).encode())
-    for name, value in model.state_dict().items():
-        digest.update(name.encode())
-        array_digest_update(digest, value)
-    for value in (inputs.x, inputs.target, inputs.energy, inputs.reference_mean,
-                  inputs.class_profiles, inputs.input_mean, inputs.input_std):
-        if value is None:
-            digest.update(b"none")
-        else:
-            array_digest_update(digest, value)
-    return digest.hexdigest()[:32]
+    return content_key(
+        {"explainer": explainer.name, "code": source_digest(explainer.cache_code),
+         "seed": int(inputs.seed), "device": torch.device(inputs.device).type,
+         "threads": torch.get_num_threads(), "perturb": perturb, "paths": len(inputs.paths)},
+        inputs.model, inputs.x, inputs.target, inputs.energy, inputs.reference_mean,
+        inputs.class_profiles, inputs.input_mean, inputs.input_std)
 
 
 def _restore(arrays: dict, meta: dict, n: int, n_paths: int):

@@ -150,6 +150,59 @@ def array_digest_update(digest, value) -> None:
     digest.update(array.data)
 
 
+def content_key(*parts) -> str:
+    """Key (32 hex digits) of values by their content, in order.
+
+    A torch module counts by its class and every parameter and buffer, byte for
+    byte; an array (numpy or torch) by its dtype, shape and bytes; None as itself;
+    anything else by its JSON text (keys sorted).
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        if part is None:
+            digest.update(b"none")
+        elif hasattr(part, "state_dict"):
+            digest.update(f"{type(part).__module__}.{type(part).__qualname__}".encode())
+            for name, value in part.state_dict().items():
+                digest.update(name.encode())
+                array_digest_update(digest, value)
+        elif isinstance(part, np.ndarray) or hasattr(part, "detach"):
+            array_digest_update(digest, part)
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=_json_default).encode())
+        digest.update(b"|")
+    return digest.hexdigest()[:32]
+
+
+def stored_arrays(cache: FeatureCache | None, key: str, compute, *, valid=None) -> dict:
+    """Arrays stored under ``key``, or ``compute()``'s, stored for the next run.
+
+    Parameters
+    ----------
+    cache : FeatureCache or None
+        None computes every time.
+    key : str
+        :func:`content_key` of everything the arrays depend on (the code included).
+    compute : callable
+        ``() -> dict of str to array``.
+    valid : callable, optional
+        ``dict -> bool``: an entry it rejects (an ill-shaped one) is recomputed.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The same arrays, in the same dtypes, computed or loaded.
+    """
+    if cache is not None:
+        found = cache.get_arrays(key)
+        if found is not None and (valid is None or valid(found[0])):
+            return found[0]
+    arrays = {name: np.asarray(value) for name, value in compute().items()}
+    if cache is not None:
+        cache.put_arrays(key, arrays, {"format": "pmt-stored-arrays"})
+    return arrays
+
+
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's content."""
     digest = hashlib.sha256()
