@@ -2,7 +2,7 @@
 
 The public API, re-exported here; each concern lives in its own module, and the
 sub-packages follow the data flow (``data`` -> ``features`` -> ``model`` ->
-``explain`` -> ``stages`` -> ``claims`` -> ``report``)::
+``explain`` -> ``run`` -> ``claims`` -> ``report``)::
 
     from pmt_core import run_stages
     run = run_stages(dataset="synthetic", profile="smoke", seed=0)
@@ -29,9 +29,9 @@ _PUBLIC = {
     "scatter": "pmt_core.features.scattering",
     "select_device": "pmt_core.infra.device",
     "PMTConvNet": "pmt_core.model.network",
-    "Run": "pmt_core.stages",
-    "RunSettings": "pmt_core.stages",
-    "run_stages": "pmt_core.stages",
+    "Run": "pmt_core.run",
+    "RunSettings": "pmt_core.run",
+    "run_stages": "pmt_core.run",
     "MODULATION_BAND_HZ": "pmt_core.techniques",
     "TECHNIQUES": "pmt_core.techniques",
 }

@@ -57,8 +57,8 @@ class ClaimFailure(AssertionError):
 def pytest_addoption(parser):
     """Add the run's options (group "pmt")."""
     from pmt_core.profiles import PROFILE_NAMES
+    from pmt_core.run.settings import PERTURBATIONS
     from pmt_core.scale import EXECUTORS
-    from pmt_core.stages import PERTURBATIONS
 
     group = parser.getgroup("pmt", "PMT explanation validation")
     group.addoption("--profile", default="ci", choices=PROFILE_NAMES,
@@ -161,7 +161,7 @@ def _lock_report_dir(config) -> None:
 
 
 def settings_from_options(config):
-    """:class:`pmt_core.stages.RunSettings` from the command line, checked.
+    """:class:`pmt_core.run.RunSettings` from the command line, checked.
 
     Raises
     ------
@@ -169,7 +169,7 @@ def settings_from_options(config):
         For an out-of-range seed, a non-integer replicate count, a report folder
         that is a file.
     """
-    from pmt_core.stages import RunSettings
+    from pmt_core.run.settings import RunSettings
 
     def integer(name, low, high):
         raw = config.getoption(name)
@@ -321,7 +321,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def pmt_settings(pytestconfig):
-    """Return the run's :class:`~pmt_core.stages.RunSettings`, from the command line."""
+    """Return the run's :class:`~pmt_core.run.RunSettings`, from the command line."""
     return pytestconfig.pmt_settings
 
 

@@ -12,7 +12,7 @@ What runs where, in two phases (each a job array, waited for):
 
 1. features: the data set's rows in shards (``--feature-shards``), the test clips'
    modulation-ablated twins, the AM/FM test tones;
-2. training: one job per training call of the run (:meth:`pmt_core.stages.Run.training_calls`):
+2. training: one job per training call of the run (:meth:`pmt_core.run.Run.training_calls`):
    every replicate of one input kind in one call, as in this process (replicates may
    train jointly as one ensemble, so a call per replicate would store other entries),
    each shuffled-label model, model B.
@@ -21,7 +21,7 @@ Explanations are computed in this process: there is no explanation cache for job
 fill.
 
 A job's entries are found only if its cache keys equal this process's. A job builds
-the same :class:`~pmt_core.stages.Run` from the same settings and makes the same
+the same :class:`~pmt_core.run.Run` from the same settings and makes the same
 calls (so the inputs, labels, configuration and seeds are the same bytes), runs with
 this process's torch thread count (part of a training key) and inherits its
 environment, where :mod:`pmt_core.infra.arithmetic` put its pins. The device, the
@@ -100,7 +100,7 @@ def check_executor(executor: ExecutorSettings, run_settings) -> None:
     Parameters
     ----------
     executor : ExecutorSettings
-    run_settings : pmt_core.stages.RunSettings
+    run_settings : pmt_core.run.RunSettings
 
     Raises
     ------
@@ -135,7 +135,7 @@ class Task:
     start, stop : int
         Rows ``[start, stop)`` of the data set (``features``).
     call : str
-        A :meth:`pmt_core.stages.Run.training_calls` name (``train``).
+        A :meth:`pmt_core.run.Run.training_calls` name (``train``).
     """
 
     kind: str
@@ -166,7 +166,7 @@ def run_task(settings, task: Task, threads: int, scratch: str) -> dict:
 
     Parameters
     ----------
-    settings : pmt_core.stages.RunSettings
+    settings : pmt_core.run.RunSettings
         The main process's; the job's own outputs (split, compression) go to
         ``scratch`` instead of its report folder.
     task : Task
@@ -187,7 +187,7 @@ def run_task(settings, task: Task, threads: int, scratch: str) -> dict:
     import torch
 
     from pmt_core.features.extraction import extract_features
-    from pmt_core.stages import Run
+    from pmt_core.run import Run
 
     start = time.perf_counter()
     torch.set_num_threads(int(threads))
@@ -233,7 +233,7 @@ def fill_caches(run, settings: ExecutorSettings, folder: str | Path, *, poll_s: 
 
     Parameters
     ----------
-    run : pmt_core.stages.Run
+    run : pmt_core.run.Run
         The run; its stages are not computed here (beyond the data set's rows).
     settings : ExecutorSettings
     folder : path-like

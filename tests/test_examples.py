@@ -6,7 +6,7 @@ import pytest
 
 from pmt_core.explain import relevance as R
 from pmt_core.report import examples
-from pmt_core.stages import Run, RunSettings, run_stages
+from pmt_core.run import Run, RunSettings, run_stages
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pmt_core.data.descriptors import _detrend, _dominant_rate, describe
 from pmt_core.data.synth.manifest import synthetic_manifest
 from pmt_core.data.synth.modulators import RATE_DESCRIPTOR
 from pmt_core.data.synth.render import synthesize
-from pmt_core.stages import DataStage, rate_stage
+from pmt_core.run import DataStage, rate_stage
 from pmt_core.techniques import MODULATION_BAND_HZ, TECHNIQUES
 
 CONTROL_RATE = 1000.0  # the descriptors' track rate

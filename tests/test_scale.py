@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pmt_core.run import RunSettings
 from pmt_core.scale import ExecutorError, ExecutorSettings, check_executor, feature_tasks
-from pmt_core.stages import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

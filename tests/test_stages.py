@@ -7,7 +7,7 @@ import pytest
 
 from pmt_core.claims.core import VERDICTS, all_cases, evaluate
 from pmt_core.report.records import evaluation_record, to_jsonable
-from pmt_core.stages import Run, RunSettings, replicate_seeds, run_stages
+from pmt_core.run import Run, RunSettings, replicate_seeds, run_stages
 
 
 def test_replicate_seeds():
@@ -90,9 +90,9 @@ def test_editing_feature_code_is_a_cache_miss(tmp_path, monkeypatch):
 
     import torch
 
-    from pmt_core import stages
     from pmt_core.features import scattering
     from pmt_core.infra.cache import FeatureCache
+    from pmt_core.run import inputs as run_inputs
 
     shutil.copy(scattering.__file__, tmp_path / "copied_scattering.py")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -100,7 +100,7 @@ def test_editing_feature_code_is_a_cache_miss(tmp_path, monkeypatch):
     modules = ("pmt_core.data.synth", "copied_scattering")
 
     def cache():
-        recipe = {"code": stages.feature_code_digest(modules)}
+        recipe = {"code": run_inputs.feature_code_digest(modules)}
         return FeatureCache(tmp_path / "cache", FeatureCache.namespace_for("cfg", recipe))
 
     values = np.ones((2, 3), dtype=np.float32)
@@ -111,7 +111,8 @@ def test_editing_feature_code_is_a_cache_miss(tmp_path, monkeypatch):
     edited = cache()
     assert edited.get("clip", (2, 3)) is None and edited.misses == 1
     # the real run's recipe carries the digest of the real modules
-    assert stages.feature_recipe(torch.device("cpu"))["code"] == stages.feature_code_digest()
+    recipe = run_inputs.feature_recipe(torch.device("cpu"))
+    assert recipe["code"] == run_inputs.feature_code_digest()
 
 
 @pytest.mark.slow
@@ -147,7 +148,7 @@ def test_rate_claims_run_on_estimated_rates_and_say_so(tmp_path):
     # rates planted as confident estimates, since smoke clips are too short to
     # estimate), score examples, and say in their detail where the rates came from.
     from pmt_core.claims.core import NOT_APPLICABLE, get_case
-    from pmt_core.stages import RateStage
+    from pmt_core.run import RateStage
 
     run = Run(RunSettings(profile="smoke", report_dir=str(tmp_path)), progress=False)
     recorded = run.data.column("modulation_rate_hz")

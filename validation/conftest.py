@@ -1,4 +1,4 @@
-"""Fixtures of ``pytest validation``: thin wrappers around :mod:`pmt_core.stages`.
+"""Fixtures of ``pytest validation``: thin wrappers around :mod:`pmt_core.run`.
 
 The options, the claim tests' parametrisation, the verdicts, the regression gate
 and the report belong to the plugin (``pmt_core.pytest_plugin``); this file only
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pmt_core.stages import Run
+from pmt_core.run import Run
 
 
 @pytest.fixture(scope="session")
 def pmt_run(pmt_settings, pytestconfig):
-    """The session's :class:`~pmt_core.stages.Run` (stages computed on first use).
+    """The session's :class:`~pmt_core.run.Run` (stages computed on first use).
 
     With ``--executor local`` or ``slurm``, jobs first fill the feature and model
     caches (:func:`pmt_core.scale.fill_caches`); the run then finds everything there.

@@ -588,7 +588,7 @@ def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
     Parameters
     ----------
     case : ClaimCase
-    run : pmt_core.stages.Run
+    run : pmt_core.run.Run
     context : dict, optional
         What bars may depend on (``profile``, ``dataset``, ``n_classes``,
         ``class_names``); default taken from ``run``.

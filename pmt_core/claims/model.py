@@ -15,8 +15,6 @@ its distribution, which is what makes ``relevance.distractor`` a test of maps.
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from pmt_core.claims import protocol as pr
@@ -27,47 +25,18 @@ from pmt_core.explain import relevance as R
 from pmt_core.stats.intervals import MacroMean, MeanOfFinite, crossed_t
 
 
-class Occlusion:
-    """Band-occlusion drops of every S1+S2 replicate on the test split (one per run)."""
+def occlusion(run):
+    """Return the run's band-occlusion stage (:attr:`pmt_core.run.Run.band_occlusion`).
 
-    def __init__(self, run):
-        models = run.models.replicates["s1s2"]
-        self.bands = occ.s2_bands(run.compression.paths)
-        self.class_names = tuple(run.data.class_names)
-        self.fill = run.input_statistics[0]
-        self.true = np.asarray(models[0].test_true, dtype=int)
-        self.pred = np.stack([np.asarray(m.test_pred, dtype=int) for m in models])
-        self.correct = self.pred == self.true[None, :]
-        x = run.test_inputs("s1s2")
-        #: (replicates, examples, bands): logit drop of the replicate's prediction
-        self.drops = np.stack([
-            occ.band_occlusion_drops(m.result.model, x, self.pred[r], self.bands, self.fill)
-            for r, m in enumerate(models)])
-        self.rate = run.rates.of("test")
-        #: appended to the detail of every claim that reads the rates
-        self.rate_note = run.rates.note("test")
-        twins = run.twins
-        #: the same on each example's modulation-ablated twin (None without twins),
-        #: for the class predicted on the original
-        self.twin_drops = None if twins is None or twins.inputs is None else np.stack([
-            occ.band_occlusion_drops(m.result.model, twins.inputs, self.pred[r], self.bands,
-                                     self.fill)
-            for r, m in enumerate(models)])
-
-    @cached_property
-    def shares(self) -> np.ndarray:
-        """(replicates, examples, bands) drops over each example's total |drop|."""
-        return occ.band_shares(self.drops)
-
-    def near_rate(self, tol_octaves: float = pr.RATE_TOL_OCTAVES) -> np.ndarray:
-        """(examples, bands): bands within ``tol_octaves`` of each example's rate."""
-        rate = np.full(len(self.true), np.nan) if self.rate is None else self.rate
-        return self.bands.near(rate, tol_octaves)
+    A :class:`pmt_core.run.sanity.BandOcclusion`, the ``o`` of the functions below:
+    the run computes it once, the claims read it.
+    """
+    return run.band_occlusion
 
 
-def occlusion(run) -> Occlusion:
-    """Return the run's :class:`Occlusion` (computed once)."""
-    return run.memo("band_occlusion", lambda: Occlusion(run))
+def near_rate(o, tol_octaves: float = pr.RATE_TOL_OCTAVES) -> np.ndarray:
+    """(examples, bands): bands within ``tol_octaves`` of each example's rate."""
+    return o.near_rate(tol_octaves)
 
 
 _macro = MacroMean()
@@ -79,22 +48,22 @@ USES_RATE = AtLeast("lift over permuted rates", th.MODEL_USE_MIN_LIFT,
                         "of the occlusion effect above it, as for localisation")
 
 
-def _scored(o: Occlusion) -> np.ndarray:
+def _scored(o) -> np.ndarray:
     """(replicates, examples): correctly classified, with a band near the rate."""
-    return o.correct & o.near_rate().any(axis=1)[None, :]
+    return o.correct & near_rate(o).any(axis=1)[None, :]
 
 
-def _per_band_at_rate(o: Occlusion, values: np.ndarray) -> np.ndarray:
+def _per_band_at_rate(o, values: np.ndarray) -> np.ndarray:
     """(R, n): mean of ``values`` (R, n, bands) over the bands near each scored rate."""
-    near, scored = o.near_rate(), _scored(o)
+    near, scored = near_rate(o), _scored(o)
     counts = np.maximum(near.sum(axis=1), 1)
     out = (values * near[None]).sum(axis=2) / counts[None, :]
     return np.where(scored, out, np.nan)
 
 
-def _lift(o: Occlusion, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lift(o, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(R, n) within-class lift and share at the rate of per-band ``shares`` (R, n, B)."""
-    near, scored = o.near_rate(), _scored(o)
+    near, scored = near_rate(o), _scored(o)
     lift = np.full(scored.shape, np.nan)
     at_rate = np.full(scored.shape, np.nan)
     for r in range(scored.shape[0]):
@@ -105,7 +74,7 @@ def _lift(o: Occlusion, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lift, at_rate
 
 
-def _macro_estimate(run, o: Occlusion, values: np.ndarray):
+def _macro_estimate(run, o, values: np.ndarray):
     classes = np.broadcast_to(o.true, values.shape).astype(float)
     return crossed_t((values, classes), _macro, strata=o.true, seed=run.settings.seed)
 
@@ -115,8 +84,8 @@ _NOTHING_TO_PERMUTE = ("within each class, the scored examples' rates fall near 
                        "bands: there is nothing to permute, and the lift is 0 by construction")
 
 
-def _no_rates(o: Occlusion) -> bool:
-    return o.rate is None or not np.any(o.near_rate().any(axis=1))
+def _no_rates(o) -> bool:
+    return o.rate is None or not np.any(near_rate(o).any(axis=1))
 
 
 @claim("model.uses_rate", title="Occluding the S2 band at each example's own modulation rate "
@@ -166,7 +135,7 @@ def uses_rate(run) -> Measurement:
     return m
 
 
-def _declare_estimator_attenuation(run, o: Occlusion, m: Measurement) -> None:
+def _declare_estimator_attenuation(run, o, m: Measurement) -> None:
     """Lower the rejection bar by what the rate estimator's error alone costs the lift.
 
     A planted model that uses the band at each example's rate (the rates at hand),
@@ -189,7 +158,7 @@ def _declare_estimator_attenuation(run, o: Occlusion, m: Measurement) -> None:
     m.detail += attenuation_note(factor, se, USES_RATE.name, USES_RATE.value)
 
 
-def planted_drops(o: Occlusion, target_hz, seed: int = 0) -> np.ndarray:
+def planted_drops(o, target_hz, seed: int = 0) -> np.ndarray:
     """(R, n, bands) drops of a planted model that uses only the band nearest each target.
 
     The nearest band costs 1, every other a faint seeded noise (1e-3) that breaks
@@ -209,7 +178,7 @@ USE_CONTROLS = (("oracle_rate", True), ("adversary_permuted", False),
                 ("adversary_distractor", False))
 
 
-def _planted_targets(run, o: Occlusion) -> dict:
+def _planted_targets(run, o) -> dict:
     """Target rate per test example of each planted mechanism (those the data allow)."""
     rate = np.where(np.isfinite(o.rate) & (o.rate > 0), o.rate, np.nan)
     other = np.full(len(rate), np.nan)
@@ -267,7 +236,7 @@ def uses_rate_controls(run) -> Measurement:
     return m
 
 
-def _band_table(o: Occlusion, scored: np.ndarray) -> list[dict]:
+def _band_table(o, scored: np.ndarray) -> list[dict]:
     """Per class: mean share per band, the band that costs most and the median rate."""
     shares = o.shares
     rows = []
@@ -295,7 +264,7 @@ IGNORES_DISTRACTOR = AtMost("distractor lift", th.DISTRACTOR_MAX_LIFT,
                                 "relevance.distractor)")
 
 
-def _distractor_scoring(run, o: Occlusion):
+def _distractor_scoring(run, o):
     """(scored, random rates, distractor) of the test split, or None without distractors."""
     distractor = run.data.column("distractor_rate_hz", "test")
     if distractor is None or o.rate is None:
@@ -305,7 +274,7 @@ def _distractor_scoring(run, o: Occlusion):
     return (scored, random_rates, distractor) if scored.any() else None
 
 
-def _distractor_lift(o: Occlusion, drops: np.ndarray, scoring) -> np.ndarray:
+def _distractor_lift(o, drops: np.ndarray, scoring) -> np.ndarray:
     """(R, n) share of |drop| near the distractor over the share near random rates."""
     scored, random_rates, distractor = scoring
     tol = pr.DISTRACTOR_TOL_OCTAVES
@@ -318,7 +287,7 @@ def _distractor_lift(o: Occlusion, drops: np.ndarray, scoring) -> np.ndarray:
         return np.where(keep, at / np.where(base > 0, base, 1.0), np.nan)
 
 
-def _mean_estimate(run, o: Occlusion, values: np.ndarray):
+def _mean_estimate(run, o, values: np.ndarray):
     return crossed_t(values, MeanOfFinite(), strata=o.true, seed=run.settings.seed)
 
 

@@ -6,6 +6,8 @@ definition, so it changes the figures a baseline stores.
 
 from __future__ import annotations
 
+from pmt_core.explain import perturbation
+
 # --- relevance ------------------------------------------------------------------
 #: A lambda2 is "at" a rate within this many octaves: half an octave is one
 #: second-order filter spacing (Q2 = 2; centres 1.33, 2.67, 3.77, 5.33, 7.54 ...
@@ -33,11 +35,11 @@ PITCH_MAX_LAMBDA2_OVER_F0 = 0.5
 DISTRACTOR_TOL_OCTAVES = 0.25
 
 # --- sanity -----------------------------------------------------------------------
-#: Deletion / insertion: paths removed per step and steps (a removed path is set
-#: to its training mean in the compressed domain, all frames). 10 x 20 = the top
-#: 200 of 1,200 paths (1/6), where most- and least-relevant-first orders differ most.
-DELETION_STEPS = 10
-DELETION_PER_STEP = 20
+#: Deletion: paths removed per step and steps (10 x 20 = the top 200 of 1,200
+#: paths), defined with the deletion curves (:mod:`pmt_core.explain.perturbation`)
+#: since the run's sanity stage computes them.
+DELETION_STEPS = perturbation.DELETION_STEPS
+DELETION_PER_STEP = perturbation.DELETION_PER_STEP
 #: Test examples of the deletion and randomisation checks (stratified, seeded):
 #: every test example at the ci size.
 SANITY_MAX_EXAMPLES = 256

@@ -11,13 +11,14 @@
 * Data randomisation (Adebayo et al. 2018): a model trained on shuffled labels
   must give other maps than the trained one.
 
-All on the run's sanity examples (:meth:`pmt_core.stages.Run.sanity_index`), for
-every S1+S2 replicate, with each replicate's predicted class as target.
+All on the run's sanity examples (:meth:`pmt_core.run.Run.sanity_index`), for
+every S1+S2 replicate, with each replicate's predicted class as target. The maps
+and curves are the run's sanity stage (:mod:`pmt_core.run.sanity`:
+``run.sanity_deletion``, ``run.sanity_randomisation``,
+``run.sanity_data_randomisation``); this module computes their statistics only.
 """
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 
@@ -33,9 +34,8 @@ from pmt_core.claims.families import (
     reading_measurement,
 )
 from pmt_core.explain import relevance as R
-from pmt_core.explain import sanity as S
-from pmt_core.explain.explainers import EXPLAINERS, lrp_explainer_names
-from pmt_core.explain.perturbation import aopc_per_example, deletion_logits
+from pmt_core.explain.explainers import lrp_explainer_names
+from pmt_core.explain.perturbation import aopc_per_example
 from pmt_core.figures.claims import curves_figure, stage_figure
 from pmt_core.stats.intervals import Estimate, MeanOfFinite, per_replicate_estimate
 
@@ -46,36 +46,26 @@ MODEL_FREE_NULLS = ("class_constant", "input", "energy_raw", "energy_norm")
 _mean = MeanOfFinite()
 
 
-def _subset(run):
-    idx = run.sanity_index()
-    x = run.test_inputs("s1s2")[idx]
-    return idx, x, run.test_energy[idx]
-
-
 # -------------------------------------------------------------------- deletion --
 def _deletion(run) -> FamilyResult:
-    idx, x, _ = _subset(run)
+    stage = run.sanity_deletion
+    idx = stage.index
     models = run.models.replicates["s1s2"]
     out = FamilyResult(strata=models[0].test_true[idx], n=len(idx))
     curves = {}
-    with run.timed("sanity_deletion"):
-        for name, per_rep in run.explanations.maps.items():
-            gaps, morf_curves, lerf_curves = [], [], []
-            for r, mm in enumerate(models):
-                kwargs = dict(steps=pr.DELETION_STEPS, per_step=pr.DELETION_PER_STEP,
-                              target=mm.test_pred[idx], device=run.device)
-                morf = deletion_logits(mm.model, x, per_rep[r][idx], order="morf", **kwargs)
-                lerf = deletion_logits(mm.model, x, per_rep[r][idx], order="lerf", **kwargs)
-                gaps.append(aopc_per_example(morf) - aopc_per_example(lerf))
-                morf_curves.append(morf[:, :1] - morf)
-                lerf_curves.append(lerf[:, :1] - lerf)
-            out.values[name] = (np.stack(gaps),)
-            curves[name] = (np.concatenate(morf_curves), np.concatenate(lerf_curves))
-            out.figures[name] = {
-                "AOPC most relevant first": per_replicate_estimate(
-                    [float(c.mean()) for c in morf_curves]),
-                "AOPC least relevant first": per_replicate_estimate(
-                    [float(c.mean()) for c in lerf_curves])}
+    for name in stage.morf:
+        gaps, morf_curves, lerf_curves = [], [], []
+        for morf, lerf in zip(stage.morf[name], stage.lerf[name], strict=True):
+            gaps.append(aopc_per_example(morf) - aopc_per_example(lerf))
+            morf_curves.append(morf[:, :1] - morf)
+            lerf_curves.append(lerf[:, :1] - lerf)
+        out.values[name] = (np.stack(gaps),)
+        curves[name] = (np.concatenate(morf_curves), np.concatenate(lerf_curves))
+        out.figures[name] = {
+            "AOPC most relevant first": per_replicate_estimate(
+                [float(c.mean()) for c in morf_curves]),
+            "AOPC least relevant first": per_replicate_estimate(
+                [float(c.mean()) for c in lerf_curves])}
     steps = np.arange(pr.DELETION_STEPS + 1) * pr.DELETION_PER_STEP
 
     def plot(composite):
@@ -118,13 +108,6 @@ def deletion(run, composite):
 
 
 # ------------------------------------------------------------- randomisation --
-def _explain_all(run, r, model, idx, x, energy, names):
-    target = run.models.replicates["s1s2"][r].test_pred[idx]
-    inputs = run.explainer_inputs(r, x=x, target=target, energy=energy, model=model,
-                                  index=idx)
-    return {n: EXPLAINERS[n](inputs).maps for n in names}
-
-
 def _rho_values(trained, other):
     signed = R.rowwise_spearman(trained, other)
     absolute = R.rowwise_spearman(np.abs(trained), np.abs(other))
@@ -132,36 +115,22 @@ def _rho_values(trained, other):
 
 
 def _randomisation(run) -> FamilyResult:
-    idx, x, energy = _subset(run)
+    stage = run.sanity_randomisation
+    idx, layers = stage.index, stage.layers
     models = run.models.replicates["s1s2"]
-    layers = S.cascade_layers(models[0].model)
     out = FamilyResult(strata=models[0].test_true[idx], n=len(idx))
-    names = list(run.explanations.maps)
+    names = list(stage.randomised)
     signed = {n: [] for n in names}
     absolute = {n: [] for n in names}
-    stages = {n: [] for n in COMPOSITES}  # per replicate: (stages, n) abs rho
-    with run.timed("sanity_randomisation"):
-        for r, mm in enumerate(models):
-            trained = {n: run.explanations.maps[n][r][idx] for n in names}
-            work = copy.deepcopy(mm.model).eval()
-            per_stage = {n: [] for n in COMPOSITES}
-            for k, layer in enumerate(layers):
-                S.reinitialise(getattr(work, layer), int(run.seed_of(r)) * 1000 + k)
-                last = k == len(layers) - 1
-                if not (last or r == 0):
-                    continue  # every stage for replicate 0; the others, the last stage
-                maps = _explain_all(run, r, work, idx, x, energy, names if last else COMPOSITES)
-                if r == 0:
-                    for n in COMPOSITES:
-                        per_stage[n].append(_rho_values(trained[n], maps[n])[1])
-                if last:
-                    for n in names:
-                        s, a = _rho_values(trained[n], maps[n])
-                        signed[n].append(s)
-                        absolute[n].append(a)
-            if r == 0:
-                for n in COMPOSITES:
-                    stages[n].append(np.stack(per_stage[n]))
+    for n in names:
+        for r, randomised in enumerate(stage.randomised[n]):
+            s, a = _rho_values(run.explanations.maps[n][r][idx], randomised)
+            signed[n].append(s)
+            absolute[n].append(a)
+    # replicate 0, every stage: (stages, n) abs rho
+    trained = {n: run.explanations.maps[n][0][idx] for n in COMPOSITES}
+    stages = {n: [np.stack([_rho_values(trained[n], maps)[1] for maps in stage.cascade[n]])]
+              for n in COMPOSITES}
     for n in names:
         out.values[n] = (np.stack(absolute[n]),)
         out.figures[n] = {"|mean rho| signed": _signed_estimate(np.stack(signed[n]))}
@@ -223,20 +192,14 @@ def model_randomisation(run, composite):
 
 
 def _data_randomisation(run) -> FamilyResult:
-    idx, x, energy = _subset(run)
-    shuffled = run.shuffled_label_models
+    stage = run.sanity_data_randomisation
+    idx = stage.index
     models = run.models.replicates["s1s2"]
     out = FamilyResult(strata=models[0].test_true[idx], n=len(idx))
-    names = list(run.explanations.maps)
-    absolute = {n: [] for n in names}
-    with run.timed("sanity_data_randomisation"):
-        for r, model in enumerate(shuffled):
-            maps = _explain_all(run, r, model, idx, x, energy, names)
-            for n in names:
-                absolute[n].append(_rho_values(run.explanations.maps[n][r][idx], maps[n])[1])
-    for n in names:
-        out.values[n] = (np.stack(absolute[n]),)
-    out.detail = (f"{len(shuffled)} S1+S2 model(s) trained on shuffled training (and "
+    for n, per_model in stage.maps.items():
+        out.values[n] = (np.stack([_rho_values(run.explanations.maps[n][r][idx], maps)[1]
+                                   for r, maps in enumerate(per_model)]),)
+    out.detail = (f"{stage.n_models} S1+S2 model(s) trained on shuffled training (and "
                   "validation) labels with replicate k's seed, explained on the sanity "
                   "examples for the trained replicate's predicted class; figure: mean "
                   "Spearman rho of |maps| with trained replicate k's (Adebayo et al. 2018).")

@@ -23,7 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["aopc_per_example", "deletion_logits"]
+__all__ = ["DELETION_PER_STEP", "DELETION_STEPS", "aopc_per_example", "deletion_logits"]
+
+#: The sanity checks' deletion protocol (``sanity.deletion``; re-exported by
+#: :mod:`pmt_core.claims.protocol`, here because the run's sanity stage reads it):
+#: paths removed per step and steps (a removed path is set to its training mean in
+#: the compressed domain, all frames). 10 x 20 = the top 200 of 1,200 paths (1/6),
+#: where most- and least-relevant-first orders differ most.
+DELETION_STEPS = 10
+DELETION_PER_STEP = 20
 
 
 def _rest(model: nn.Module, after: str):

@@ -89,9 +89,9 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
     records : list of dict
         Claim records (:func:`pmt_core.report.records.evaluation_record`, with the
         plugin's ``status`` and ``test``).
-    run : pmt_core.stages.Run or None
+    run : pmt_core.run.Run or None
         None when no claim reached its run (every test errored first).
-    settings : pmt_core.stages.RunSettings
+    settings : pmt_core.run.RunSettings
     command : str
     elapsed : float, optional
         Seconds since the session started.

@@ -117,7 +117,7 @@ def example_records(run) -> tuple[pd.DataFrame, dict] | None:
                 base[column] = estimates[column].to_numpy()
     paths = run.compression.paths
     explanations = run.explanations if run.computed("explanations") else None
-    occlusion = run.memoised("band_occlusion")
+    occlusion = run.band_occlusion if run.computed("band_occlusion") else None
     parts, maps = [], {}
     names = list(explanations.maps) if explanations is not None else []
     for r, m in enumerate(models):

@@ -1,0 +1,396 @@
+"""The run: settings plus lazily computed, cached, timed stages.
+
+:class:`Run` computes each stage once, on first access, and records its wall time
+(``run.timings``); each stage's code lives in its stage module (``data``,
+``inputs``, ``models``, ``explanations``, ``sanity``, ``side``), a function of the
+run. Every explainer call of the run goes through :meth:`Run.explain`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pmt_core.features.scattering import ScatteringConfig
+from pmt_core.profiles import get_profile
+from pmt_core.run import data as _data
+from pmt_core.run import explanations as _explanations
+from pmt_core.run import inputs as _inputs
+from pmt_core.run import models as _models
+from pmt_core.run import sanity as _sanity
+from pmt_core.run import side as _side
+from pmt_core.run.data import DataStage, RateStage
+from pmt_core.run.explanations import ExplanationStage, MechanismStage
+from pmt_core.run.inputs import CompressionStage
+from pmt_core.run.models import ModelStage
+from pmt_core.run.sanity import (
+    BandOcclusion,
+    DataRandomisationStage,
+    DeletionStage,
+    ModelRandomisationStage,
+)
+from pmt_core.run.settings import RunSettings, replicate_seeds
+from pmt_core.run.side import TheoryStage, TwinStage
+
+__all__ = ["Run", "run_stages"]
+
+
+class Run:
+    """A validation run: settings plus lazily computed, cached stages.
+
+    Parameters
+    ----------
+    settings : RunSettings
+    progress : bool
+        Show progress bars on long stages.
+    around_stage : callable, optional
+        A context-manager factory entered around every stage (pytest passes one
+        that lifts its output capture, so the progress bars show).
+    """
+
+    def __init__(self, settings: RunSettings, progress: bool = True, around_stage=None):
+        self.settings = settings
+        self.progress = progress
+        self.around_stage = around_stage
+        self.profile = get_profile(settings.profile)
+        self.timings: dict[str, float] = {}
+        self.started = time.perf_counter()
+        # The code a run starts with is the code that made its figures: a commit
+        # read when the report is written could be a later one.
+        from pmt_core.infra.provenance import git_state
+
+        self.code_state = git_state()
+
+    # -- infrastructure --
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        """Add the wall time of the block to ``timings[name]``, exclusive of nested stages.
+
+        Stages compute lazily, so one stage may trigger another (the twins need the
+        models): the inner stage's time is its own, and the outer one's excludes it.
+        """
+        stack = self.__dict__.setdefault("_timer_stack", [])
+        start = time.perf_counter()
+        stack.append(0.0)  # time spent in nested timed blocks
+        nested = bool(len(stack) > 1)
+        around = (self.around_stage() if self.around_stage is not None and not nested
+                  else contextlib.nullcontext())
+        try:
+            with around:
+                yield
+        finally:
+            elapsed = time.perf_counter() - start
+            inner = stack.pop()
+            self.timings[name] = self.timings.get(name, 0.0) + elapsed - inner
+            if stack:
+                stack[-1] += elapsed
+
+    @contextlib.contextmanager
+    def arithmetic(self):
+        """Enter the arithmetic of training and explanations (``"threads"``: one thread)."""
+        if self.settings.perturb != "threads":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    @cached_property
+    def device(self) -> torch.device:
+        """The compute device (the one place it is chosen: pmt_core.infra.device)."""
+        from pmt_core.infra.device import select_device
+
+        return select_device(self.settings.device)
+
+    @property
+    def device_name(self) -> str:
+        """The device in words, for the report."""
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return str(self.device)
+
+    @cached_property
+    def scattering_config(self) -> ScatteringConfig:
+        """The profile's scattering setting (the paper's unless the profile says)."""
+        return ScatteringConfig(**self.profile.scattering)
+
+    @cached_property
+    def report_dir(self) -> Path:
+        """Folder of the split and the checkpoints (created)."""
+        path = Path(self.settings.report_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @cached_property
+    def cache(self):
+        """The feature cache, or None when disabled."""
+        return _inputs.feature_cache(self)
+
+    def computed(self, stage: str) -> bool:
+        """Whether a stage (a cached property: ``"data"``, ``"models"`` ...) has run.
+
+        What reports read to describe a run without computing what no claim asked for.
+        """
+        if not isinstance(getattr(type(self), stage, None), cached_property):
+            raise ValueError(f"{stage!r} is not a stage of the run")
+        return stage in self.__dict__
+
+    def memo(self, key: str, compute):
+        """Return a derived quantity several claims share, computed once per run."""
+        store = self.__dict__.setdefault("_memo", {})
+        if key not in store:
+            store[key] = compute()
+        return store[key]
+
+    def context(self) -> dict:
+        """Return what identifies the run (profile, seed, data, device, perturbation)."""
+        return {"profile": self.profile.name, "seed": self.settings.seed,
+                "dataset": self.settings.dataset, "perturb": self.settings.perturb,
+                "replicates": self.n_replicates}
+
+    # -- data and inputs --
+    @cached_property
+    def data(self) -> DataStage:
+        """The data set with its split (written to ``report_dir/split.csv``)."""
+        return _data.compute_data(self)
+
+    @cached_property
+    def features(self):
+        """Raw scattering coefficients and descriptors of every example."""
+        return _inputs.compute_features(self)
+
+    @cached_property
+    def rates(self) -> RateStage:
+        """Each example's modulation rate, recorded or estimated (written to ``rates.csv``)."""
+        return _data.compute_rates(self)
+
+    @cached_property
+    def compression(self) -> CompressionStage:
+        """The compression fitted on the training split, and every network input."""
+        return _inputs.compute_compression(self)
+
+    def test_inputs(self, kind: str = "s1s2") -> torch.Tensor:
+        """Compressed network inputs of the test rows."""
+        return self.compression.inputs[kind][self.data.index("test")]
+
+    @cached_property
+    def test_energy(self) -> np.ndarray:
+        """(n_test, paths) float64 time-averaged raw coefficients of the test rows."""
+        return _inputs.compute_test_energy(self)
+
+    @property
+    def reference_mean(self) -> np.ndarray:
+        """Per-path training mean of the time-averaged raw coefficients (mu)."""
+        return np.asarray(self.compression.compression.mu, dtype=np.float64)
+
+    @cached_property
+    def input_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-path mean and sd of the compressed S1+S2 training inputs (examples, frames)."""
+        return _inputs.compute_input_statistics(self)
+
+    # -- models --
+    @property
+    def n_replicates(self) -> int:
+        """Replicates per input kind."""
+        return int(self.settings.replicates or self.profile.replicates)
+
+    def seed_of(self, replicate: int) -> int:
+        """Training seed of one replicate."""
+        return replicate_seeds(self.settings.seed, replicate + 1)[replicate]
+
+    @cached_property
+    def training_config(self):
+        """The training settings of every model of the run (``seed``: replicate 0's)."""
+        return _models.compute_training_config(self)
+
+    @cached_property
+    def models(self) -> ModelStage:
+        """Every replicate of both input kinds, trained on the same split."""
+        return _models.compute_models(self)
+
+    @cached_property
+    def model_cache(self):
+        """The trained-model store (the feature cache's folder), or None when disabled."""
+        return _models.model_cache(self)
+
+    def train_replicates(self, x_train, y_train, x_val, y_val, *, config, seeds, desc):
+        """Train one model per seed on the run's classes, or load them from the model cache.
+
+        The one place a run trains (:func:`pmt_core.run.models.train_replicates`).
+        """
+        return _models.train_replicates(self, x_train, y_train, x_val, y_val, config=config,
+                                        seeds=seeds, desc=desc)
+
+    def training_calls(self) -> list[str]:
+        """Name every training call the run makes (:meth:`training_call`), in order.
+
+        ``"models s1"``, ``"models s1s2"`` (every replicate of an input kind in one
+        call: they may train jointly, as one ensemble), ``"shuffled K"`` (the
+        shuffled-label models) and ``"mechanism"`` (model B). A scheduler that trains
+        them elsewhere (:mod:`pmt_core.scale`) makes these calls, so the model cache
+        holds exactly the entries the run looks up.
+        """
+        return _models.training_calls(self)
+
+    def training_call(self, name: str) -> dict | None:
+        """Arguments of one training call of the run (:meth:`train_replicates`).
+
+        Returns
+        -------
+        dict or None
+            Keyword arguments of :meth:`train_replicates`; None for model B where
+            the transform has too few bands for the tags (no model B is trained).
+
+        Raises
+        ------
+        ValueError
+            For a name that is not one of :meth:`training_calls`.
+        """
+        return _models.training_call(self, name)
+
+    def train_call(self, name: str) -> list | None:
+        """Make one training call of the run (:meth:`training_call`) in its arithmetic."""
+        return _models.train_call(self, name)
+
+    @cached_property
+    def shuffled_label_models(self) -> list:
+        """S1+S2 models trained on shuffled training labels (data randomisation).
+
+        Adebayo et al. (2018): an explanation of a model that learned nothing
+        about the labels must differ from the trained model's. Model k keeps
+        replicate k's training seed (same initialisation and batch order) and
+        permutes the training labels with a seed of its own; validation labels
+        are permuted too, so early stopping sees no real signal either.
+        """
+        return _models.compute_shuffled_label_models(self)
+
+    # -- explanations --
+    @cached_property
+    def class_profiles(self) -> np.ndarray:
+        """The class-constant null's maps, fitted on the training split only."""
+        return _explanations.compute_class_profiles(self)
+
+    def explainer_inputs(self, replicate: int, *, x=None, target=None, energy=None,
+                         model=None, index=None):
+        """:class:`~pmt_core.explain.explainers.ExplainerInputs` of one S1+S2 replicate.
+
+        Defaults: the test rows, the replicate's predictions, its model; ``index``
+        selects test rows (x, energy and the rows' metadata follow it unless given).
+        """
+        return _explanations.explainer_inputs(self, replicate, x=x, target=target,
+                                              energy=energy, model=model, index=index)
+
+    def explain(self, name: str, inputs):
+        """Run one registered explainer: every explainer call of the run goes through here.
+
+        Parameters
+        ----------
+        name : str
+            A key of :data:`pmt_core.explain.explainers.EXPLAINERS`.
+        inputs : pmt_core.explain.explainers.ExplainerInputs
+
+        Returns
+        -------
+        pmt_core.explain.explainers.ExplainerOutput
+        """
+        from pmt_core.explain.explainers import EXPLAINERS
+
+        return EXPLAINERS[name](inputs)
+
+    @cached_property
+    def explanations(self) -> ExplanationStage:
+        """Every explainer's maps for every S1+S2 replicate's test predictions."""
+        return _explanations.compute_explanations(self)
+
+    @cached_property
+    def mechanism(self) -> MechanismStage | None:
+        """Model B, trained on tagged inputs with random labels, and both models' maps.
+
+        None where the transform has too few lambda2 bands above the techniques'
+        for one tag per class (:mod:`pmt_core.explain.mechanism`).
+        """
+        return _explanations.compute_mechanism(self)
+
+    # -- sanity --
+    def sanity_index(self) -> np.ndarray:
+        """Test positions of the sanity checks: stratified, seeded, sorted."""
+        return _sanity.sanity_index(self)
+
+    @cached_property
+    def sanity_deletion(self) -> DeletionStage:
+        """Deletion curves of every explainer for every S1+S2 replicate (sanity examples)."""
+        return _sanity.compute_deletion(self)
+
+    @cached_property
+    def sanity_randomisation(self) -> ModelRandomisationStage:
+        """Maps of cascade-randomised copies of every S1+S2 replicate (sanity examples)."""
+        return _sanity.compute_model_randomisation(self)
+
+    @cached_property
+    def sanity_data_randomisation(self) -> DataRandomisationStage:
+        """Maps of the shuffled-label models (sanity examples)."""
+        return _sanity.compute_data_randomisation(self)
+
+    @cached_property
+    def band_occlusion(self) -> BandOcclusion:
+        """Band-occlusion drops of every S1+S2 replicate on the test split and the twins."""
+        return _sanity.compute_band_occlusion(self)
+
+    # -- side inputs --
+    @cached_property
+    def theory(self) -> TheoryStage:
+        """Time-averaged scattering of the AM/FM test tones (through the cache)."""
+        return _side.compute_theory(self)
+
+    def twin_frame(self) -> pd.DataFrame | None:
+        """Manifest rows of the test clips' twins (None for data without twins)."""
+        return _side.twin_frame(self)
+
+    @cached_property
+    def twins(self) -> TwinStage | None:
+        """Modulation-ablated twins of the test clips, scattered, compressed, predicted.
+
+        Synthetic data only (None otherwise): each twin keeps its source's nuisance
+        (instrument, pitch, noise, distractor, seed) with the technique's modulation
+        switched off (:func:`pmt_core.data.synth.ablated_twin`).
+        """
+        return _side.compute_twins(self)
+
+    @cached_property
+    def twin_descriptors(self) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        """Twins of every example and their descriptors (no scattering): the guard's data.
+
+        The shortcut guard only needs descriptors, so every row's twin is
+        synthesised and described (threads: both release the GIL in numpy), and
+        the guard's figure rests on the whole data set, not the test split alone.
+        None for data without twins (recordings).
+        """
+        return _side.compute_twin_descriptors(self)
+
+
+def run_stages(dataset: str = "synthetic", profile: str = "ci", seed: int = 0, *,
+               eager: bool = False, **settings) -> Run:
+    """Return a :class:`Run`; its stages compute on first access (all now if ``eager``).
+
+    Parameters
+    ----------
+    dataset, profile, seed
+        See :class:`RunSettings`.
+    eager : bool
+        Compute data, features, compression and models before returning.
+    **settings
+        Further :class:`RunSettings` fields (``device``, ``cache_dir``, ...).
+    """
+    run = Run(RunSettings(dataset=dataset, profile=profile, seed=seed, **settings))
+    if eager:
+        _ = run.data, run.features, run.compression, run.models
+    return run
