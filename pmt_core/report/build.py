@@ -125,6 +125,9 @@ def build_report(records: list[dict], run, settings, *, command: str = "",
             dataset["feature_recipe"] = getattr(stage, "recipe", None)
         if run.computed("model_cache") and run.model_cache is not None:
             dataset["model_cache"] = run.model_cache.stats()  # hits: models loaded
+        if run.computed("explanation_cache") and run.explanation_cache is not None:
+            # hits: explanations, sanity curves, occlusion and descriptors loaded
+            dataset["explanation_cache"] = run.explanation_cache.stats()
         dataset["split_csv"] = str(Path(report_dir or run.report_dir) / "split.csv")
     if run is not None and run.computed("device"):
         device = run.device_name

@@ -170,3 +170,14 @@ def compute_mechanism(run) -> MechanismStage | None:
                     for k in range(n)]
     return MechanismStage(tags, test_inputs, pred["a"], pred["b"], maps["a"], maps["b"],
                           val_acc)
+
+
+def explanation_cache(run):
+    """Return the explanation store (the feature cache's folder), or None when disabled."""
+    from pmt_core.explain.cache import explanation_namespace
+    from pmt_core.infra.cache import FeatureCache, resolve_cache_dir
+
+    if not run.settings.use_cache:
+        return None
+    root = resolve_cache_dir(run.settings.cache_dir)
+    return None if root is None else FeatureCache(root, explanation_namespace(run.device))

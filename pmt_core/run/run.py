@@ -302,9 +302,49 @@ class Run:
         -------
         pmt_core.explain.explainers.ExplainerOutput
         """
+        from pmt_core.explain.cache import explain_cached
         from pmt_core.explain.explainers import EXPLAINERS
 
-        return EXPLAINERS[name](inputs)
+        return explain_cached(self.explanation_cache, EXPLAINERS[name], inputs,
+                              perturb=self.settings.perturb)
+
+    @cached_property
+    def explanation_cache(self):
+        """The store of explanations and of what is computed from models and maps.
+
+        In the feature cache's folder (:mod:`pmt_core.explain.cache`); None when
+        the cache is off.
+        """
+        return _explanations.explanation_cache(self)
+
+    def stored(self, what: str, code: tuple, parts: tuple, compute, *, valid=None) -> dict:
+        """Arrays of a computation over models and arrays, computed once across runs.
+
+        Parameters
+        ----------
+        what : str
+            Names the computation.
+        code : tuple of str
+            Modules whose source decides the arrays (beyond ``parts``).
+        parts : tuple
+            Everything else they depend on, by content
+            (:func:`pmt_core.infra.cache.content_key`: models, arrays, settings).
+        compute : callable
+            ``() -> dict of str to array``.
+        valid : callable, optional
+            Rejects an ill-shaped entry (recomputed).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Computed now or loaded from :attr:`explanation_cache`: the same arrays.
+        """
+        from pmt_core.infra.cache import content_key, source_digest, stored_arrays
+
+        key = content_key({"what": what, "code": source_digest(code),
+                           "device": self.device.type, "threads": torch.get_num_threads(),
+                           "perturb": self.settings.perturb}, *parts)
+        return stored_arrays(self.explanation_cache, key, compute, valid=valid)
 
     @cached_property
     def explanations(self) -> ExplanationStage:

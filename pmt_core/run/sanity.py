@@ -86,6 +86,23 @@ class DeletionStage:
     lerf: dict
 
 
+#: The code the deletion curves and band occlusion run (the network and their module).
+DELETION_CODE = ("pmt_core.explain.perturbation", "pmt_core.model.network")
+OCCLUSION_CODE = ("pmt_core.explain.occlusion", "pmt_core.model.network")
+
+
+def _occlusion_drops(run, model, x, target, bands, fill) -> np.ndarray:
+    """:func:`~pmt_core.explain.occlusion.band_occlusion_drops` through the run's store."""
+    from pmt_core.explain import occlusion as occ
+
+    def compute():
+        return {"drops": occ.band_occlusion_drops(model, x, target, bands, fill)}
+
+    return run.stored("band_occlusion", OCCLUSION_CODE,
+                      (model, x, np.asarray(target), np.asarray(fill), bands.hz,
+                       *[np.asarray(m) for m in bands.members]), compute)["drops"]
+
+
 def compute_deletion(run) -> DeletionStage:
     """Compute the deletion curves (MoRF, LeRF) of every explainer and S1+S2 replicate."""
     from pmt_core.explain.perturbation import (
@@ -101,12 +118,18 @@ def compute_deletion(run) -> DeletionStage:
         for name, per_rep in run.explanations.maps.items():
             morf_logits[name], lerf_logits[name] = [], []
             for r, mm in enumerate(models):
+                target, ranking = mm.test_pred[idx], per_rep[r][idx]
                 kwargs = dict(steps=DELETION_STEPS, per_step=DELETION_PER_STEP,
-                              target=mm.test_pred[idx], device=run.device)
-                morf_logits[name].append(
-                    deletion_logits(mm.model, x, per_rep[r][idx], order="morf", **kwargs))
-                lerf_logits[name].append(
-                    deletion_logits(mm.model, x, per_rep[r][idx], order="lerf", **kwargs))
+                              target=target, device=run.device)
+
+                def curves(model=mm.model, ranking=ranking, kwargs=kwargs):
+                    return {order: deletion_logits(model, x, ranking, order=order, **kwargs)
+                            for order in ("morf", "lerf")}
+
+                out = run.stored("deletion", DELETION_CODE, (
+                    mm.model, x, ranking, target, [DELETION_STEPS, DELETION_PER_STEP]), curves)
+                morf_logits[name].append(out["morf"])
+                lerf_logits[name].append(out["lerf"])
     return DeletionStage(idx, DELETION_STEPS, DELETION_PER_STEP, morf_logits, lerf_logits)
 
 
@@ -274,14 +297,13 @@ def compute_band_occlusion(run) -> BandOcclusion:
         pred = np.stack([np.asarray(m.test_pred, dtype=int) for m in models])
         correct = pred == true[None, :]
         x = run.test_inputs("s1s2")
-        drops = np.stack([
-            occ.band_occlusion_drops(m.result.model, x, pred[r], bands, fill)
-            for r, m in enumerate(models)])
+        drops = np.stack([_occlusion_drops(run, m.result.model, x, pred[r], bands, fill)
+                          for r, m in enumerate(models)])
         rate = run.rates.of("test")
         rate_note = run.rates.note("test")
         twins = run.twins
         twin_drops = None if twins is None or twins.inputs is None else np.stack([
-            occ.band_occlusion_drops(m.result.model, twins.inputs, pred[r], bands, fill)
+            _occlusion_drops(run, m.result.model, twins.inputs, pred[r], bands, fill)
             for r, m in enumerate(models)])
     return BandOcclusion(bands, class_names, fill, true, pred, correct, drops, rate,
                          rate_note, twin_drops)

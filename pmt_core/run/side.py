@@ -138,8 +138,9 @@ def compute_twin_descriptors(run) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     from concurrent.futures import ThreadPoolExecutor
 
     from pmt_core.data.descriptors import describe
-    from pmt_core.data.sources import example_audio
+    from pmt_core.data.sources import example_audio, example_identity
     from pmt_core.data.synth import ablated_twins
+    from pmt_core.run.inputs import FEATURE_MODULES
 
     frame = ablated_twins(run.data.frame).reset_index(drop=True)
     cfg = run.scattering_config
@@ -147,7 +148,18 @@ def compute_twin_descriptors(run) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     def one(row):
         return describe(example_audio(row, cfg.sample_rate, cfg.n_samples), cfg.sample_rate)
 
-    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    with run.timed("twin_descriptors"), ThreadPoolExecutor(workers) as pool:
-        rows = list(pool.map(one, (row for _, row in frame.iterrows())))
-    return frame, pd.DataFrame(rows)
+    def compute():
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        with ThreadPoolExecutor(workers) as pool:
+            table = pd.DataFrame(list(pool.map(one, (row for _, row in frame.iterrows()))))
+        return {"columns": np.array(table.columns, dtype=str),
+                **{f"column {k}": table[c].to_numpy() for k, c in enumerate(table.columns)}}
+
+    identities = [example_identity(row) for _, row in frame.iterrows()]
+    with run.timed("twin_descriptors"):
+        # synthesis and description only: the feature modules are their code
+        stored = run.stored("twin descriptors", FEATURE_MODULES,
+                            (identities, [cfg.sample_rate, cfg.n_samples]), compute)
+    columns = [str(c) for c in stored["columns"]]
+    return frame, pd.DataFrame({c: stored[f"column {k}"] for k, c in enumerate(columns)},
+                               columns=columns)
