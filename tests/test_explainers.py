@@ -101,3 +101,24 @@ def test_incremental_deletion_equals_removing_and_rerunning(inputs):
     lerf = deletion_logits(model, inputs.x, maps, order="lerf", steps=3, per_step=7)
     np.testing.assert_array_equal(lerf[:, 0], fast[:, 0])
     assert aopc_per_example(np.array([[1.0, 0.0, -1.0]])) == pytest.approx([1.0])
+
+
+def test_a_registered_null_joins_the_families_by_what_it_ignores(inputs):
+    from pmt_core.claims.families import ALL_NULLS, INPUT_NULLS, MODEL_FREE_NULLS, Nulls
+    from pmt_core.explain.explainers import Explainer, register_explainer
+
+    assert MODEL_FREE_NULLS.names() == ("class_constant", "input", "energy_raw", "energy_norm")
+    assert INPUT_NULLS.names() == ("input", "energy_raw", "energy_norm")
+    assert "lrp_randomised" in ALL_NULLS.names()
+    assert "lrp_randomised" not in Nulls(("everything", "example", "model")).names()
+    register_explainer(Explainer("shuffled_paths", "shuffled paths (null)", "null", True,
+                                 "the input with its paths permuted",
+                                 EXPLAINERS["input"].compute, ignores="model"))
+    try:
+        for nulls in (ALL_NULLS, MODEL_FREE_NULLS, INPUT_NULLS):
+            assert "shuffled_paths" in nulls.names()
+        assert "shuffled_paths" not in Nulls(("training",)).names()
+    finally:
+        del EXPLAINERS["shuffled_paths"]
+    with pytest.raises(ValueError, match="ignores must be one of"):
+        Explainer("x", "x", "null", True, "", EXPLAINERS["input"].compute, ignores="pitch")

@@ -48,6 +48,9 @@ from pmt_core.stats.intervals import (
 __all__ = [
     "ALL_NULLS",
     "FAMILIES",
+    "INPUT_NULLS",
+    "MODEL_FREE_NULLS",
+    "Nulls",
     "Family",
     "FamilyResult",
     "cells",
@@ -58,14 +61,42 @@ __all__ = [
     "power_measurement",
     "reading_bounds",
     "reading_measurement",
+    "rejected_nulls",
     "stack",
 ]
 
+@dataclass(frozen=True)
+class Nulls:
+    """The registered null explainers that ignore one of ``ignoring`` (every null if empty).
+
+    A family's ``must_reject``: resolved when the family is evaluated, from each
+    null's :attr:`~pmt_core.explain.explainers.Explainer.ignores`, so one registered
+    from a plugin is held to the bars of the built-in nulls that ignore what it does.
+    """
+
+    ignoring: tuple = ()
+
+    def names(self) -> tuple[str, ...]:
+        """Return the nulls' names, in registration order."""
+        from pmt_core.explain.explainers import null_explainer_names
+
+        return null_explainer_names(*self.ignoring)
+
+
 #: The null explainers a faithful-explanation claim must reject unless its family
-#: says otherwise: the guide's list (class-constant, input alone, energy,
-#: randomised model) and i.i.d. random maps.
-ALL_NULLS = ("random", "class_constant", "input", "energy_raw", "energy_norm",
-             "lrp_randomised")
+#: says otherwise: every one (the guide's list: class-constant, input alone, energy,
+#: randomised model; and i.i.d. random maps).
+ALL_NULLS = Nulls()
+#: The nulls that ignore the example or the model: whatever is done to the model
+#: leaves them as they are.
+MODEL_FREE_NULLS = Nulls(("example", "model"))
+#: The nulls computed from the input alone.
+INPUT_NULLS = Nulls(("model",))
+
+
+def rejected_nulls(fam) -> tuple[str, ...]:
+    """Names of the explainers ``fam`` must reject (its ``must_reject`` resolved)."""
+    return fam.must_reject.names() if isinstance(fam.must_reject, Nulls) else fam.must_reject
 
 
 @dataclass
@@ -122,8 +153,8 @@ class Family:
         applied to bootstrap resamples).
     compute : callable
         ``run -> FamilyResult`` (memoised per run).
-    must_reject : tuple of str
-        Null explainers that must fail the criterion.
+    must_reject : Nulls or tuple of str
+        Null explainers that must fail the criterion (:func:`rejected_nulls`).
     excluded : str
         Why the other nulls are not required to fail it.
     margin : float or None
@@ -142,7 +173,7 @@ class Family:
     criterion: Bound
     statistic: Callable
     compute: Callable
-    must_reject: tuple = ALL_NULLS
+    must_reject: Nulls | tuple = ALL_NULLS
     excluded: str = ""
     margin: float | None = None
     extra_bounds: tuple = ()
@@ -216,7 +247,7 @@ def cells(run, fam: Family) -> dict:
         label = explainer.label if explainer is not None else PLANTED_LABELS.get(name, name)
         out[name] = {"measured": est.value, "interval": [est.low, est.high],
                      "verdict": fam.criterion.check(est, context), "null": null,
-                     "must_reject": name in fam.must_reject, "label": label}
+                     "must_reject": name in rejected_nulls(fam), "label": label}
     return out
 
 
@@ -240,7 +271,7 @@ def reading_measurement(run, fam: Family, composite: str) -> Measurement:
         return Measurement.skip(f"no {composite!r} explanations in this run")
     figures = {fam.figure: estimate(run, fam, composite)}
     if fam.margin is not None:
-        nulls = [n for n in fam.must_reject if n in result.values]
+        nulls = [n for n in rejected_nulls(fam) if n in result.values]
         if not nulls:
             return Measurement.skip("no null explainer to compare with in this run")
         sign = 1.0 if fam.higher_is_better else -1.0

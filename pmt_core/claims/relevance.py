@@ -27,6 +27,7 @@ from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, claim
 from pmt_core.claims.families import (
+    INPUT_NULLS,
     Family,
     FamilyResult,
     class_macro,
@@ -514,7 +515,7 @@ S1_SHARE = family(Family(
            effect=th.EFFECT_S1_SHARE,
            why="S1's share of the paths: less than its head count"),
     _median, _s1_share,
-    must_reject=("input", "energy_raw", "energy_norm"), beside=("energy_norm", "input"),
+    must_reject=INPUT_NULLS, beside=("energy_norm", "input"),
     excluded="an i.i.d. random map sits on the bar by construction (its expected share is "
              "the head count), so it cannot be rejected; the class-constant map is S2-only "
              "by construction."))
@@ -552,7 +553,7 @@ ENERGY = family(Family(
     AtMost("median rho", th.ENERGY_MAX_MEDIAN_RHO, name="does not follow energy",
            effect=th.EFFECT_RHO,
            why="0.3, the conventional bound of a weak correlation"),
-    _median, _energy, must_reject=("input", "energy_raw", "energy_norm"),
+    _median, _energy, must_reject=INPUT_NULLS,
     beside=("energy_norm", "input"),
     extra_bounds=(AtMost("median rho |R|", th.ENERGY_MAX_MEDIAN_RHO,
                          name="|R| does not follow energy", why="the same bound on |R|"),),
@@ -610,7 +611,7 @@ DISTRACTOR = family(Family(
     AtMost("distractor lift", th.DISTRACTOR_MAX_LIFT, name="ignores the distractor",
            effect=th.EFFECT_DISTRACTOR,
            why="no higher than at random rates, a quarter's allowance"),
-    _mean, _distractor, must_reject=("input", "energy_raw", "energy_norm"),
+    _mean, _distractor, must_reject=INPUT_NULLS,
     oracles=("oracle_rate",), adversaries=("adversary_distractor",),
     beside=("energy_raw", "input"),
     excluded="random, class-constant and randomised-model maps ignore the distractor by "

@@ -17,6 +17,7 @@ from pmt_core.claims.core import AtLeast, claim
 from pmt_core.claims.families import (
     Family,
     FamilyResult,
+    Nulls,
     family,
     reading_bounds,
     reading_measurement,
@@ -157,7 +158,7 @@ MECHANISM = family(Family(
             name="tells the two mechanisms apart", effect=th.EFFECT_LIFT,
             why="a map that ignores the model scores 0; five points above it"),
     _macro, _mechanism,
-    must_reject=("random", "class_constant", "input", "energy_raw", "energy_norm"),
+    must_reject=Nulls(("everything", "example", "model")),
     oracles=("oracle_mechanism",), adversaries=("adversary_same_map", "adversary_swapped"),
     excluded="LRP of a randomised model differs between the two models by chance only."))
 

@@ -27,6 +27,7 @@ from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, claim
 from pmt_core.claims.families import (
     ALL_NULLS,
+    MODEL_FREE_NULLS,
     Family,
     FamilyResult,
     family,
@@ -40,7 +41,6 @@ from pmt_core.figures.claims import curves_figure, stage_figure
 from pmt_core.stats.intervals import Estimate, MeanOfFinite, per_replicate_estimate
 
 COMPOSITES = lrp_explainer_names()
-MODEL_FREE_NULLS = ("class_constant", "input", "energy_raw", "energy_norm")
 
 
 _mean = MeanOfFinite()
@@ -69,7 +69,7 @@ def _deletion(run) -> FamilyResult:
     steps = np.arange(pr.DELETION_STEPS + 1) * pr.DELETION_PER_STEP
 
     def plot(composite):
-        strongest = max((n for n in ALL_NULLS if n in curves),
+        strongest = max((n for n in ALL_NULLS.names() if n in curves),
                         key=lambda n: _mean(out.values[n]), default=None)
         shown = {f"{composite} MoRF": curves[composite][0],
                  f"{composite} LeRF": curves[composite][1]}
@@ -225,4 +225,4 @@ def data_randomisation(run, composite):
     return reading_measurement(run, DATA_RANDOMISATION, composite)
 
 
-__all__ = ["COMPOSITES", "MODEL_FREE_NULLS"]
+__all__ = ["COMPOSITES"]

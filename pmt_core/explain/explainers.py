@@ -57,6 +57,10 @@ SMOOTHGRAD_SAMPLES = 16
 SMOOTHGRAD_NOISE = 0.1
 #: Composite of the randomised-model null: the paper's text reading.
 RANDOMISED_COMPOSITE = "epsilon_zplus"
+#: What a null explainer ignores (:attr:`Explainer.ignores`): the example and the
+#: model (random maps), the example (one map per class), the model (maps from the
+#: input alone), or what the model learned (the randomised network).
+NULL_IGNORES = ("everything", "example", "model", "training")
 #: The code each stored explainer runs (:attr:`Explainer.cache_code`): the network's
 #: forward pass and this module's wrappers, plus the LRP package for the readings, so
 #: that an LRP constant recomputes the readings but not the gradients.
@@ -138,6 +142,11 @@ class Explainer:
         For LRP composites: "paper text", "authors' code" or "variant".
     compute : callable
         ``compute(ExplainerInputs) -> ExplainerOutput``.
+    ignores : str or None
+        For a null: what it ignores, one of :data:`NULL_IGNORES`. The families
+        choose the nulls they must reject by it (:class:`pmt_core.claims.families.Nulls`),
+        so a null registered from a plugin is held to the same bars as the built-in
+        ones that ignore the same thing.
     cache_code : tuple of str or None
         Modules (or packages) whose source, with the hashed inputs, determines the
         maps: the explanation cache stores the explainer's maps under their digest
@@ -153,6 +162,12 @@ class Explainer:
     compute: Callable
     reading: str | None = None
     cache_code: tuple[str, ...] | None = None
+    ignores: str | None = None
+
+    def __post_init__(self):
+        if self.ignores is not None and self.ignores not in NULL_IGNORES:
+            raise ValueError(f"explainer {self.name!r}: ignores must be one of "
+                             f"{NULL_IGNORES}, got {self.ignores!r}")
 
     def __call__(self, inputs: ExplainerInputs) -> ExplainerOutput:
         """Explain ``inputs`` (see :attr:`compute`)."""
@@ -176,9 +191,16 @@ def lrp_explainer_names() -> tuple[str, ...]:
     return tuple(n for n, e in EXPLAINERS.items() if e.kind == "lrp")
 
 
-def null_explainer_names() -> tuple[str, ...]:
-    """Names of the null explainers."""
-    return tuple(n for n, e in EXPLAINERS.items() if e.null)
+def null_explainer_names(*ignoring: str) -> tuple[str, ...]:
+    """Names of the null explainers in registration order.
+
+    With ``ignoring``, only the nulls whose :attr:`Explainer.ignores` is one of them.
+    """
+    unknown = set(ignoring) - set(NULL_IGNORES)
+    if unknown:
+        raise ValueError(f"unknown null kinds {sorted(unknown)}; expected {NULL_IGNORES}")
+    return tuple(n for n, e in EXPLAINERS.items()
+                 if e.null and (not ignoring or e.ignores in ignoring))
 
 
 # ---------------------------------------------------------------- helpers --
@@ -380,23 +402,26 @@ def _register_all() -> None:
     ):
         register_explainer(Explainer(name, label, "attribution", False, text, fn,
                                      cache_code=ATTRIBUTION_CODE))
-    for name, label, fn, text, code in (
+    for name, label, fn, text, code, ignores in (
         ("random", "random (null)", _random, "i.i.d. uniform values: ignores everything",
-         None),
+         None, "everything"),
         ("class_constant", "class-constant (null)", _class_constant,
-         "one map per class fitted on the training split: ignores the example", None),
+         "one map per class fitted on the training split: ignores the example", None,
+         "example"),
         ("input", "input only (null)", _input,
-         "the input standardised with the training statistics: ignores the model", None),
+         "the input standardised with the training statistics: ignores the model", None,
+         "model"),
         ("energy_raw", "raw energy (null)", _energy_raw,
-         "time-averaged raw scattering coefficients: ignores the model", None),
+         "time-averaged raw scattering coefficients: ignores the model", None, "model"),
         ("energy_norm", "normalised energy (null)", _energy_norm,
-         "raw energy over its training mean per path: ignores the model", None),
+         "raw energy over its training mean per path: ignores the model", None, "model"),
         ("lrp_randomised", "LRP, randomised model (null)",
          _lrp(RANDOMISED_COMPOSITE, randomise=True),
          f"LRP ({RANDOMISED_COMPOSITE}) of the network with every layer re-initialised: "
-         "ignores what the model learned", RANDOMISED_LRP_CODE),
+         "ignores what the model learned", RANDOMISED_LRP_CODE, "training"),
     ):
-        register_explainer(Explainer(name, label, "null", True, text, fn, cache_code=code))
+        register_explainer(Explainer(name, label, "null", True, text, fn, cache_code=code,
+                                     ignores=ignores))
 
 
 _register_all()
