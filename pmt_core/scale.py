@@ -17,8 +17,12 @@ What runs where, in two phases (each a job array, waited for):
    train jointly as one ensemble, so a call per replicate would store other entries),
    each shuffled-label model, model B.
 
-Explanations are computed in this process: there is no explanation cache for jobs to
-fill.
+3. explanations: one job per S1+S2 replicate, every explainer on its test
+   predictions, into the explanation cache (:mod:`pmt_core.explain.cache`; the
+   explainers that declare their code: the others cost less than a cache read).
+
+The mechanism check, the randomisation cascade and the deletion curves are computed
+in this process (on the stored maps and models).
 
 A job's entries are found only if its cache keys equal this process's. A job builds
 the same :class:`~pmt_core.run.Run` from the same settings and makes the same
@@ -129,13 +133,15 @@ class Task:
 
     Attributes
     ----------
-    kind : {"features", "twins", "theory", "train"}
+    kind : {"features", "twins", "theory", "train", "explain"}
     name : str
         What the progress lines and errors call it.
     start, stop : int
         Rows ``[start, stop)`` of the data set (``features``).
     call : str
         A :meth:`pmt_core.run.Run.training_calls` name (``train``).
+    replicate : int
+        The S1+S2 replicate whose test predictions are explained (``explain``).
     """
 
     kind: str
@@ -143,6 +149,7 @@ class Task:
     start: int = 0
     stop: int = 0
     call: str = ""
+    replicate: int = 0
 
 
 def feature_tasks(n_rows: int, shards: int | None = None) -> list[Task]:
@@ -159,6 +166,12 @@ def feature_tasks(n_rows: int, shards: int | None = None) -> list[Task]:
 def training_tasks(calls) -> list[Task]:
     """Return the training phase: one job per training call of the run."""
     return [Task("train", call, call=call) for call in calls]
+
+
+def explanation_tasks(n_replicates: int) -> list[Task]:
+    """Return the explanation phase: one job per S1+S2 replicate."""
+    return [Task("explain", f"explanations of replicate {k}", replicate=k)
+            for k in range(n_replicates)]
 
 
 def run_task(settings, task: Task, threads: int, scratch: str) -> dict:
@@ -206,6 +219,13 @@ def run_task(settings, task: Task, threads: int, scratch: str) -> dict:
     elif task.kind == "train":
         store = run.model_cache
         run.train_call(task.call)
+    elif task.kind == "explain":
+        from pmt_core.explain.explainers import EXPLAINERS
+
+        store = run.explanation_cache
+        with run.arithmetic():  # as the explanation stage calls them: the same keys
+            for name in EXPLAINERS:
+                run.explain(name, run.explainer_inputs(task.replicate))
     else:
         raise ValueError(f"unknown task kind {task.kind!r}")
     return {"namespace": store.folder.name, "threads": torch.get_num_threads(),
@@ -270,7 +290,8 @@ def fill_caches(run, settings: ExecutorSettings, folder: str | Path, *, poll_s: 
     with run.timed("executor"):
         phases = (("features", feature_tasks(len(run.data.frame), settings.feature_shards),
                    run.cache),
-                  ("training", training_tasks(run.training_calls()), run.model_cache))
+                  ("training", training_tasks(run.training_calls()), run.model_cache),
+                  ("explanations", explanation_tasks(run.n_replicates), run.explanation_cache))
         for phase, tasks, store in phases:
             n = len(tasks)
             scratch = [str(folder / "scratch" / f"{phase}-{k}") for k in range(n)]

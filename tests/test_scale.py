@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pmt_core.explain.explainers import EXPLAINERS
 from pmt_core.run import RunSettings
 from pmt_core.scale import ExecutorError, ExecutorSettings, check_executor, feature_tasks
 
@@ -23,6 +24,14 @@ def test_feature_shards_cover_every_row_once():
         assert all(t.stop > t.start for t in tasks)
     assert len([t for t in feature_tasks(5564) if t.kind == "features"]) == 12
     assert {t.kind for t in feature_tasks(40)} == {"features", "twins", "theory"}
+
+
+def test_the_explanation_phase_is_one_job_per_replicate():
+    from pmt_core.scale import explanation_tasks
+
+    tasks = explanation_tasks(3)
+    assert [(t.kind, t.replicate) for t in tasks] == [("explain", k) for k in range(3)]
+    assert len({t.name for t in tasks}) == 3
 
 
 def test_the_executor_needs_the_cache(tmp_path):
@@ -152,6 +161,7 @@ def test_the_local_executor_gives_the_in_process_verdicts_and_figures(tmp_path):
     print(f"smoke run in-process {alone_s:.0f} s, with the local executor {jobs_s:.0f} s")
     assert alone.returncode == jobs.returncode, jobs.stdout[-3000:] + jobs.stderr[-3000:]
     assert "executor: training: 4/4 jobs done" in jobs.stdout + jobs.stderr
+    assert "executor: explanations: " in jobs.stdout + jobs.stderr
     a, report_a = _claims(tmp_path / "inprocess")
     b, report_b = _claims(tmp_path / "local")
     assert a.keys() == b.keys()
@@ -163,6 +173,10 @@ def test_the_local_executor_gives_the_in_process_verdicts_and_figures(tmp_path):
     assert dataset["feature_cache"]["misses"] == 0, dataset["feature_cache"]
     assert dataset["model_cache"]["misses"] == 0 and dataset["model_cache"]["hits"] >= 4
     assert report_a["dataset"]["model_cache"]["misses"] >= 4  # the in-process run trained
+    # every replicate's stored explainers came from the jobs (the sanity stages' maps of
+    # randomised and shuffled-label models are computed here)
+    stored = sum(e.cache_code is not None for e in EXPLAINERS.values())
+    assert dataset["explanation_cache"]["hits"] >= stored * report_b["replicates"]
     assert "executor" in report_b["timings_s"]
     logs = tmp_path / "local" / ".pmt-jobs"
     assert any(logs.rglob("*_log.err")) and not (tmp_path / "inprocess" / ".pmt-jobs").exists()
