@@ -231,30 +231,11 @@ class Run:
                                         seeds=seeds, desc=desc)
 
     def training_calls(self) -> list[str]:
-        """Name every training call the run makes (:meth:`training_call`), in order.
-
-        ``"models s1"``, ``"models s1s2"`` (every replicate of an input kind in one
-        call: they may train jointly, as one ensemble), ``"shuffled K"`` (the
-        shuffled-label models) and ``"mechanism"`` (model B). A scheduler that trains
-        them elsewhere (:mod:`pmt_core.scale`) makes these calls, so the model cache
-        holds exactly the entries the run looks up.
-        """
+        """Name every training call the run makes (:func:`pmt_core.run.models.training_calls`)."""
         return _models.training_calls(self)
 
     def training_call(self, name: str) -> dict | None:
-        """Arguments of one training call of the run (:meth:`train_replicates`).
-
-        Returns
-        -------
-        dict or None
-            Keyword arguments of :meth:`train_replicates`; None for model B where
-            the transform has too few bands for the tags (no model B is trained).
-
-        Raises
-        ------
-        ValueError
-            For a name that is not one of :meth:`training_calls`.
-        """
+        """Arguments of one training call (:func:`pmt_core.run.models.training_call`)."""
         return _models.training_call(self, name)
 
     def train_call(self, name: str) -> list | None:
