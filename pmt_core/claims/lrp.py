@@ -7,22 +7,14 @@ worst cases over replicates and examples, which the bars bound.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from pmt_core.claims import protocol as pr
 from pmt_core.claims import thresholds as th
 from pmt_core.claims.core import AtLeast, AtMost, Measurement, Tolerance, Within, claim
 from pmt_core.explain import lrp
 from pmt_core.explain import lrp_captum as cap
-from pmt_core.explain import lrp_reference as ref
 from pmt_core.stats.intervals import crossed_t, exact, per_replicate_estimate, proportion
 
 COMPOSITES = tuple(lrp.RULES)
-
-
-def _spread(n_total: int, n: int) -> np.ndarray:
-    """Evenly spaced example indices (the split may be ordered by class)."""
-    return np.unique(np.linspace(0, n_total - 1, min(n, n_total)).round().astype(int))
 
 
 @claim("lrp.canonizer", title="zennit merges exactly the conv+BN pairs; logits move only by "
@@ -36,16 +28,12 @@ def _spread(n_total: int, n: int) -> np.ndarray:
 def canonizer(run) -> Measurement:
     """Count merged batch norms (fewest over replicates); largest relative logit shift."""
     rows, merged, shifts = [], [], []
-    for kind, models in run.models.replicates.items():
-        x = run.test_inputs(kind)
-        for mm in models:
-            pairs = lrp.count_conv_bn_pairs(mm.model)
-            n_merged = lrp.explain(mm.model, x[:2], "epsilon").n_merged_batchnorms
-            rel = lrp.merged_logit_shift(mm.model, x, relative=True)
-            merged.append(min(n_merged, pairs))
-            shifts.append(rel)
-            rows.append({"input": kind, "replicate": mm.replicate, "conv+BN pairs": pairs,
-                         "merged": n_merged, "relative logit shift": f"{rel:.3g}"})
+    for model in run.lrp_checks.canonizer():
+        merged.append(min(model["merged"], model["pairs"]))
+        shifts.append(model["shift"])
+        rows.append({"input": model["input"], "replicate": model["replicate"],
+                     "conv+BN pairs": model["pairs"], "merged": model["merged"],
+                     "relative logit shift": f"{model['shift']:.3g}"})
     m = Measurement(figures={"batch norms merged": exact(min(merged)),
                              "max relative logit shift": exact(max(shifts))})
     m.detail = ("SequentialMergeBatchNorm pairs leaves in assignment order; the merged count "
@@ -64,20 +52,12 @@ def canonizer(run) -> Measurement:
                       why="float64 rounding is 1e-16 to 1e-14; a wiring error shows at 1e-2")])
 def reference_match(run, composite) -> Measurement:
     """Max over examples and replicates of max|R_zennit - R_ref| / max|R_ref| (float64)."""
-    x_all = run.test_inputs("s1s2")
-    idx = _spread(len(x_all), pr.LRP_REFERENCE_N_EXAMPLES)
-    errors = []
-    for mm in run.models.replicates["s1s2"]:
-        target = mm.test_pred[idx]
-        e64 = lrp.explain(mm.model, x_all[idx], composite, target=target, dtype=torch.float64)
-        r = ref.reference_lrp(mm.model, x_all[idx].cpu(), composite, target=target)
-        scale = np.abs(r.relevance).max((1, 2))
-        errors.append(np.abs(e64.relevance - r.relevance).max((1, 2)) / scale)
-    errors = np.concatenate(errors)
+    errors = run.lrp_checks.reference_errors(composite)
     m = Measurement(figures={"max relative error": exact(errors.max(), errors.size),
                              "median relative error": float(np.median(errors))},
                     n=errors.size)
-    m.detail = (f"{len(idx)} test examples evenly spaced over the split, per replicate; the "
+    m.detail = (f"{errors.size // run.models.n_replicates} test examples evenly spaced over "
+                "the split, per replicate; the "
                 "explained class is the replicate's prediction, top = logit. Reference: numpy "
                 "float64, batch norms merged by hand as zennit does (kept eps factor), "
                 "convolutions as unfolded matrix products.")
@@ -93,26 +73,7 @@ MERGE_INVARIANT = tuple(c for c in cap.CAPTUM_COMPOSITES
                         == "epsilon")
 
 
-def _relative_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per example max|a - b| / max|a|."""
-    return np.abs(a - b).max((1, 2)) / np.abs(a).max((1, 2))
-
-
-def _captum_errors(run, composite: str, *, canonize: bool, params=None) -> np.ndarray:
-    """Zennit against Captum on evenly spaced test examples of every S1+S2 replicate."""
-    x_all = run.test_inputs("s1s2")
-    idx = _spread(len(x_all), pr.LRP_REFERENCE_N_EXAMPLES)
-    errors = []
-    for mm in run.models.replicates["s1s2"]:
-        x, target = x_all[idx].cpu(), mm.test_pred[idx]
-        z = lrp.explain(mm.model, x, composite, target=target, dtype=torch.float64,
-                        params=params, device="cpu").relevance
-        c = cap.captum_lrp(mm.model, x, composite, target, canonize=canonize, params=params)
-        errors.append(_relative_errors(z, c))
-    return np.concatenate(errors)
-
-
-_CAPTUM_DETAIL = (f"{pr.LRP_REFERENCE_N_EXAMPLES} test examples evenly spaced over the split, "
+_CAPTUM_DETAIL = ("{n} test examples evenly spaced over the split, "
                   "per replicate; the explained class is the replicate's prediction, top = "
                   "logit, float64. Captum's LRP (captum.attr.LRP), each layer's rule set "
                   "explicitly (pmt_core.explain.lrp_captum). ")
@@ -126,12 +87,12 @@ _CAPTUM_DETAIL = (f"{pr.LRP_REFERENCE_N_EXAMPLES} test examples evenly spaced ov
                           "error shows at 1e-2")])
 def captum_match(run, composite) -> Measurement:
     """Max over examples and replicates of max|R_zennit - R_captum| / max|R_zennit|."""
-    errors = _captum_errors(run, composite, canonize=True)
+    errors = run.lrp_checks.captum_errors(composite, as_trained=False)
     m = Measurement(figures={"max relative error": exact(errors.max(), errors.size)},
                     n=errors.size)
-    m.detail = _CAPTUM_DETAIL + ("Captum runs on the network zennit's canonizers produce "
-                                 "(input norm folded, batch norms merged), at the "
-                                 "composite's epsilon: only the propagation differs.")
+    m.detail = _CAPTUM_DETAIL.format(n=errors.size // run.models.n_replicates) + (
+        "Captum runs on the network zennit's canonizers produce (input norm folded, batch "
+        "norms merged), at the composite's epsilon: only the propagation differs.")
     return m
 
 
@@ -146,11 +107,10 @@ def captum_match(run, composite) -> Measurement:
        tolerances={"max relative error": Tolerance("bar")})
 def captum_match_as_trained(run, composite) -> Measurement:
     """As :func:`captum_match`, with no zennit code on Captum's side (canonizers checked)."""
-    vanishing = {"epsilon": lrp.VANISHING_EPSILON, "stabilizer": lrp.VANISHING_EPSILON}
-    errors = _captum_errors(run, composite, canonize=False, params=vanishing)
+    errors = run.lrp_checks.captum_errors(composite, as_trained=True)
     m = Measurement(figures={"max relative error": exact(errors.max(), errors.size)},
                     n=errors.size)
-    m.detail = _CAPTUM_DETAIL + (
+    m.detail = _CAPTUM_DETAIL.format(n=errors.size // run.models.n_replicates) + (
         "Captum runs on the network as trained (input norm and every batch norm their own "
         "layers, epsilon rule, each norm after a convolution scaled by (1 + eps)^-1/2 as "
         "zennit's merge leaves it), epsilon and stabilisers 1e-300 on both sides: a check "
@@ -172,22 +132,17 @@ def conservation(run, composite) -> Measurement:
     computed from the forward activations, so a backward pass that loses,
     creates or misroutes relevance leaves a residual.
     """
-    x_all = run.test_inputs("s1s2")
-    idx = _spread(len(x_all), pr.LRP_CONSERVATION_N_EXAMPLES)
-    worst, rows = 0.0, []
-    for mm in run.models.replicates["s1s2"]:
-        result = lrp.conservation(mm.model, x_all[idx], composite, target=mm.test_pred[idx],
-                                  device=run.device)
-        worst = max(worst, result.worst_relative_residual)
-        if mm.replicate == 0:
-            top = result.top_relevance
-            rows = [{"layer": b.name, "rule": b.rule,
-                     "absorbed share of the top (mean)": float(np.mean(b.absorbed / top)),
-                     "worst relative residual": float(np.max(b.relative_residual))}
-                    for b in result.budgets if np.any(b.absorbed != 0)]
+    found = run.lrp_checks.conservation(composite)
+    worst = float(found["worst"])
+    rows = [{"layer": str(layer), "rule": str(rule),
+             "absorbed share of the top (mean)": float(share),
+             "worst relative residual": float(residual)}
+            for layer, rule, share, residual in zip(
+                found["layer"], found["rule"], found["absorbed_share"], found["residual"],
+                strict=True)]
     m = Measurement(figures={"worst relative residual": exact(worst)},
-                    n=len(idx) * run.models.n_replicates)
-    m.detail = (f"{len(idx)} test examples per replicate, float64. Absorbed: bias share "
+                    n=int(found["n"]) * run.models.n_replicates)
+    m.detail = (f"{int(found['n'])} test examples per replicate, float64. Absorbed: bias share "
                 "sum_j R_j b_j / (z_j + eps sign z_j) (b+ over the z+ denominator for z+; "
                 "merged batch norms and the folded input norm count as biases) plus the "
                 "stabiliser share, from the forward pass.")
@@ -202,16 +157,7 @@ def conservation(run, composite) -> Measurement:
                       why="exact by the rules' algebra: only float64 rounding remains")])
 def conservation_exact(run, composite) -> Measurement:
     """Max over examples and replicates of |sum R_in / R_top - 1| on a bias-free copy."""
-    x_all = run.test_inputs("s1s2")
-    idx = _spread(len(x_all), pr.LRP_CONSERVATION_N_EXAMPLES)
-    errors = []
-    eps = {"epsilon": lrp.VANISHING_EPSILON, "stabilizer": lrp.VANISHING_EPSILON}
-    for mm in run.models.replicates["s1s2"]:
-        free = lrp.bias_free_copy(mm.model)
-        e = lrp.explain(free, x_all[idx], composite, target=mm.test_pred[idx],
-                        dtype=torch.float64, params=eps, device=run.device)
-        errors.append(np.abs(e.input_share - 1.0))
-    errors = np.concatenate(errors)
+    errors = run.lrp_checks.conservation_exact_errors(composite)
     m = Measurement(figures={"max relative error": exact(float(errors.max()), errors.size)},
                     n=errors.size)
     m.detail = ("Every bias and batch-norm shift of each trained network set to zero (scales "
@@ -235,13 +181,7 @@ def _nanmedian(values) -> float:
                        why="below a tenth the map explains mostly biases")])
 def input_share(run, composite) -> Measurement:
     """Share of test maps whose input sum opposes the logit; median sum R_in / R_top."""
-    x = run.test_inputs("s1s2")
-    shares = []
-    for mm in run.models.replicates["s1s2"]:
-        e = lrp.explain(mm.model, x, composite, target=mm.test_pred, top="logit",
-                        device=run.device)
-        shares.append(e.input_share)
-    shares = np.array(shares)  # (replicates, n)
+    shares = run.lrp_checks.input_shares(composite)  # (replicates, n)
     inverted = (shares < 0).astype(float)
     frac = proportion(inverted, seed=run.settings.seed)
     median = crossed_t(shares, _nanmedian, seed=run.settings.seed)

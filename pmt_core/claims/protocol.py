@@ -40,12 +40,7 @@ DISTRACTOR_TOL_OCTAVES = 0.25
 #: since the run's sanity stage computes them.
 DELETION_STEPS = perturbation.DELETION_STEPS
 DELETION_PER_STEP = perturbation.DELETION_PER_STEP
-#: Test examples of the deletion and randomisation checks (stratified, seeded):
-#: every test example at the ci size.
-SANITY_MAX_EXAMPLES = 256
 
 # --- LRP mechanics ------------------------------------------------------------------
-#: Test examples compared with the float64 reference (evenly spaced over the split).
-LRP_REFERENCE_N_EXAMPLES = 16
-#: Test examples whose per-layer relevance budget is computed.
-LRP_CONSERVATION_N_EXAMPLES = 64
+# Test examples of the reference, Captum and conservation checks: the run's LRP
+# mechanics stage (pmt_core.run.lrp_checks) holds them.

@@ -366,6 +366,13 @@ class Run:
         """Band-occlusion drops of every S1+S2 replicate on the test split and the twins."""
         return _sanity.compute_band_occlusion(self)
 
+    @cached_property
+    def lrp_checks(self):
+        """The LRP mechanics checks (:class:`pmt_core.run.lrp_checks.LrpChecks`), lazily."""
+        from pmt_core.run.lrp_checks import LrpChecks
+
+        return LrpChecks(self)
+
     # -- side inputs --
     @cached_property
     def theory(self) -> TheoryStage:
