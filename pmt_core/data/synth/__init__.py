@@ -148,7 +148,7 @@ Modules
   set's parameters, one row per example) and the ablated twins.
 
 The names below are the generator's front door, re-exported for callers that
-take the data set as a whole (:mod:`pmt_core.stages`, :mod:`pmt_core.data.rates`,
+take the data set as a whole (:mod:`pmt_core.run`, :mod:`pmt_core.data.rates`,
 the README's examples); the tables live in their modules.
 """
 
