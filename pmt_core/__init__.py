@@ -12,6 +12,7 @@ sub-packages follow the data flow (``data`` -> ``features`` -> ``model`` ->
 # First, before numpy and torch load their kernels: the same arithmetic on every
 # x86 CPU, so that a seed gives the same figures on Intel and AMD (infra/arithmetic.py).
 from pmt_core.infra import arithmetic as _arithmetic
+from pmt_core.infra.lazy import lazy_names
 
 _arithmetic.pin()
 
@@ -37,18 +38,7 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'pmt_core' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)
 
 
 __all__ = [

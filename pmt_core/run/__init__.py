@@ -31,6 +31,8 @@ The public names load on first use (PEP 562): the pytest plugin reads
 """
 
 #: Public name -> the module that defines it.
+from pmt_core.infra.lazy import lazy_names
+
 _PUBLIC = {
     "INPUT_KINDS": "pmt_core.run.settings",
     "PERTURBATIONS": "pmt_core.run.settings",
@@ -59,18 +61,7 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'pmt_core.run' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)
 
 
 __all__ = sorted(_PUBLIC)

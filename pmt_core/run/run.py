@@ -244,14 +244,7 @@ class Run:
 
     @cached_property
     def shuffled_label_models(self) -> list:
-        """S1+S2 models trained on shuffled training labels (data randomisation).
-
-        Adebayo et al. (2018): an explanation of a model that learned nothing
-        about the labels must differ from the trained model's. Model k keeps
-        replicate k's training seed (same initialisation and batch order) and
-        permutes the training labels with a seed of its own; validation labels
-        are permuted too, so early stopping sees no real signal either.
-        """
+        """S1+S2 models on shuffled labels (:func:`.models.compute_shuffled_label_models`)."""
         return _models.compute_shuffled_label_models(self)
 
     # -- explanations --
@@ -385,23 +378,12 @@ class Run:
 
     @cached_property
     def twins(self) -> TwinStage | None:
-        """Modulation-ablated twins of the test clips, scattered, compressed, predicted.
-
-        Synthetic data only (None otherwise): each twin keeps its source's nuisance
-        (instrument, pitch, noise, distractor, seed) with the technique's modulation
-        switched off (:func:`pmt_core.data.synth.ablated_twin`).
-        """
+        """The test clips' modulation-ablated twins (:func:`pmt_core.run.side.compute_twins`)."""
         return _side.compute_twins(self)
 
     @cached_property
     def twin_descriptors(self) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-        """Twins of every example and their descriptors (no scattering): the guard's data.
-
-        The shortcut guard only needs descriptors, so every row's twin is
-        synthesised and described (threads: both release the GIL in numpy), and
-        the guard's figure rests on the whole data set, not the test split alone.
-        None for data without twins (recordings).
-        """
+        """Every example's twin, described (:func:`pmt_core.run.side.compute_twin_descriptors`)."""
         return _side.compute_twin_descriptors(self)
 
 
