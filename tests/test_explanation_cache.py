@@ -140,8 +140,7 @@ def test_a_damaged_or_ill_shaped_entry_is_recomputed(tmp_path, inputs):
     assert len(calls) == 2 and again.stats()["rebuilt"] == 1
     np.testing.assert_array_equal(out.maps, first.maps)
     key = explanation_cache.explanation_key(explainer, inputs)
-    again.put_arrays(key, {"maps": np.zeros((3, len(PATHS)))},
-                     {"format": explanation_cache.ENTRY_FORMAT})  # one row short
+    again.put_arrays(key, {"maps": np.zeros((3, len(PATHS)))}, {})  # one row short
     out = explanation_cache.explain_cached(_store(tmp_path), explainer, inputs)
     assert len(calls) == 3
     np.testing.assert_array_equal(out.maps, first.maps)

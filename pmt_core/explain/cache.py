@@ -27,22 +27,20 @@ maps may read ``rows``, which the key leaves out).
 
 Entries live in the feature cache's folder (their own namespace, the same atomic
 writes, corruption handling and ``cache clear``); a damaged or ill-shaped entry is
-a miss and is recomputed. A hit returns the float64 maps the computation stored,
-so every figure is the same as in the run that stored them.
+a miss and is recomputed. A hit returns the arrays the computation stored, in
+their dtypes, so every figure is the same as in the run that stored them.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from pmt_core.infra.cache import FeatureCache, content_key, source_digest
+from pmt_core.infra.cache import FeatureCache, content_key, source_digest, stored_arrays
 
 __all__ = ["NAMESPACE_PREFIX", "explain_cached", "explanation_key", "explanation_namespace"]
 
 #: Namespace prefix of explanation entries in the cache folder.
 NAMESPACE_PREFIX = "explanations"
-ENTRY_FORMAT = "pmt-explanation"
 
 
 def explanation_namespace(device: torch.device) -> str:
@@ -77,16 +75,6 @@ def explanation_key(explainer, inputs, *, perturb: str = "none") -> str:
         inputs.class_profiles, inputs.input_mean, inputs.input_std)
 
 
-def _restore(arrays: dict, meta: dict, n: int, n_paths: int):
-    from pmt_core.explain.explainers import ExplainerOutput
-
-    maps, sums = arrays.get("maps"), arrays.get("input_sums")
-    if (meta.get("format") != ENTRY_FORMAT or maps is None or maps.shape != (n, n_paths)
-            or (sums is not None and sums.shape != (n,))):
-        return None
-    return ExplainerOutput(maps, sums)
-
-
 def explain_cached(cache: FeatureCache | None, explainer, inputs, *,
                    perturb: str = "none"):
     """Run ``explainer(inputs)`` through the explanation cache (module notes).
@@ -106,19 +94,23 @@ def explain_cached(cache: FeatureCache | None, explainer, inputs, *,
     pmt_core.explain.explainers.ExplainerOutput
         Computed now or loaded: the same arrays either way.
     """
+    from pmt_core.explain.explainers import ExplainerOutput
+
     if cache is None or explainer.cache_code is None:
         return explainer(inputs)
-    key = explanation_key(explainer, inputs, perturb=perturb)
-    found = cache.get_arrays(key)
-    if found is not None:
-        restored = _restore(*found, len(inputs.x), len(inputs.paths))
-        if restored is not None:
-            return restored
-    out = explainer(inputs)
-    # stored in the dtypes computed (maps float64, LRP's input sums in the pass's
-    # dtype), so that a hit gives back the very arrays a miss returns
-    arrays = {"maps": np.asarray(out.maps)}
-    if out.input_sums is not None:
-        arrays["input_sums"] = np.asarray(out.input_sums)
-    cache.put_arrays(key, arrays, {"format": ENTRY_FORMAT, "explainer": explainer.name})
-    return out
+    n, n_paths = len(inputs.x), len(inputs.paths)
+
+    def compute():
+        # kept in the dtypes computed (maps float64, LRP's input sums in the pass's)
+        out = explainer(inputs)
+        return {"maps": out.maps} | ({} if out.input_sums is None
+                                     else {"input_sums": out.input_sums})
+
+    def valid(arrays):
+        sums = arrays.get("input_sums")
+        return (arrays.get("maps") is not None and arrays["maps"].shape == (n, n_paths)
+                and (sums is None or sums.shape == (n,)))
+
+    arrays = stored_arrays(cache, explanation_key(explainer, inputs, perturb=perturb),
+                           compute, valid=valid)
+    return ExplainerOutput(arrays["maps"], arrays.get("input_sums"))
