@@ -363,10 +363,11 @@ class ClaimRecorder:
     def check(self, case, run) -> None:
         """Evaluate ``case`` on ``run``, record it, and raise what its verdict means."""
         from pmt_core.claims.core import GATE, HOLDS, INCONCLUSIVE, NOT_APPLICABLE, evaluate
+        from pmt_core.claims.evidence import evidence_of
         from pmt_core.report.records import evaluation_record
 
         self.run = run
-        evaluation = evaluate(case, run)
+        evaluation = evaluate(case, evidence_of(run))
         decided = run.profile.decides_claim(case.id)
         record = evaluation_record(evaluation, Path(run.settings.report_dir))
         record["decided_by_profile"] = decided

@@ -19,6 +19,7 @@ from pmt_core.claims.core import (
     all_cases,
     evaluate,
 )
+from pmt_core.claims.evidence import Evidence
 from pmt_core.stats.intervals import Estimate, exact
 
 
@@ -74,12 +75,6 @@ def scratch_registry(monkeypatch):
     return core.CLAIMS
 
 
-class _Run:
-    """Just enough of a run for evaluate() (bars do not depend on it here)."""
-
-    data = None
-
-
 def test_ids_are_computed_from_the_template(scratch_registry):
     @core.claim("demo.thing.{kind}", title="thing {kind}", params={"kind": ("a", "b")},
                 bounds=[AtLeast("x", 0)])
@@ -89,7 +84,7 @@ def test_ids_are_computed_from_the_template(scratch_registry):
     cases = all_cases("demo")
     assert [c.id for c in cases] == ["demo.thing.a", "demo.thing.b"]
     assert cases[0].title == "thing a"
-    verdicts = [evaluate(c, _Run(), context={}).verdict for c in cases]
+    verdicts = [evaluate(c, Evidence(), context={}).verdict for c in cases]
     assert verdicts == [HOLDS, NOT_HOLD]
 
 
@@ -117,12 +112,12 @@ def test_not_applicable_too_few_and_missing_figures(scratch_registry):
         return Measurement(figures={"y": exact(5)})
 
     by_id = {c.id: c for c in all_cases("demo")}
-    out = evaluate(by_id["demo.skip"], _Run(), context={})
+    out = evaluate(by_id["demo.skip"], Evidence(), context={})
     assert (out.verdict, out.reason) == (NOT_APPLICABLE, "no rates")
-    out = evaluate(by_id["demo.few"], _Run(), context={})
+    out = evaluate(by_id["demo.few"], Evidence(), context={})
     assert out.verdict == INCONCLUSIVE and "fewer than the 10" in out.reason
     with pytest.raises(KeyError, match="bound on 'x'"):
-        evaluate(by_id["demo.typo"], _Run(), context={})
+        evaluate(by_id["demo.typo"], Evidence(), context={})
 
 
 def test_failing_bounds_are_named(scratch_registry):
@@ -131,7 +126,7 @@ def test_failing_bounds_are_named(scratch_registry):
     def two(run):
         return Measurement(figures={"x": exact(1), "y": exact(2)})
 
-    out = evaluate(all_cases("demo")[0], _Run(), context={})
+    out = evaluate(all_cases("demo")[0], Evidence(), context={})
     assert out.verdict == NOT_HOLD and out.failing_bounds == ("second",)
     assert "y = 2" in out.reason
 
@@ -162,11 +157,11 @@ def test_a_family_is_holm_adjusted(monkeypatch):
                                                   100, (), se, math.inf)})
 
     cases = {c.params["r"]: c for c in all_cases("demo")}
-    a = evaluate(cases["a"], _Run(), context={})
+    a = evaluate(cases["a"], Evidence(), context={})
     assert a.multiplicity["family_size"] == 4 and a.multiplicity["method"] == "Holm"
     assert a.verdict == INCONCLUSIVE  # holds alone (low 0.37 > 0), not after Holm
-    assert evaluate(cases["d"], _Run(), context={}).verdict == HOLDS  # z = 7
-    assert evaluate(cases["b"], _Run(), context={}).verdict == INCONCLUSIVE
+    assert evaluate(cases["d"], Evidence(), context={}).verdict == HOLDS  # z = 7
+    assert evaluate(cases["b"], Evidence(), context={}).verdict == INCONCLUSIVE
 
 
 def test_roles_default_by_group(monkeypatch):

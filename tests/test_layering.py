@@ -81,29 +81,58 @@ def test_nothing_imports_upwards(name, path):
     assert not upward, f"{name} (layer {own}) imports upwards: {upward}"
 
 
-def _module_level_imports(path: Path):
-    """Imports run when the module loads: outside functions and classes."""
+def _executed_nodes(path: Path):
+    """Every node of a module but the bodies of ``if TYPE_CHECKING:`` (type-only imports)."""
     todo = list(ast.parse(path.read_text(encoding="utf-8")).body)
     while todo:
         node = todo.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
             continue
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            yield from (f"{node.module}.{alias.name}" for alias in node.names)
-        else:
-            todo.extend(ast.iter_child_nodes(node))
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+#: What computes a stage: a claim imports none of it, at any level.
+STAGE_MODULES = ("pmt_core.run", "pmt_core.data.sources", "pmt_core.data.audio",
+                 "pmt_core.model.training", "pmt_core.model.replicates",
+                 "pmt_core.features.extraction", "pmt_core.explain.cache")
+#: What a stage is computed through: a claim calls none of it.
+STAGE_CALLS = ("explain", "train_replicates", "train_call", "stored", "explainer_inputs")
 
 
 @pytest.mark.parametrize(("name", "path"), [(n, p) for n, p in MODULES if _unit(n) == "claims"],
                          ids=[n for n, _ in MODULES if _unit(n) == "claims"])
-def test_claims_do_not_import_the_run_at_module_level(name, path):
-    # A claim reads the stages of the run it is given (run.sanity_deletion,
-    # run.band_occlusion ...) and computes statistics; the run computes the stages.
-    found = [t for t in _module_level_imports(path)
-             if t == "pmt_core.run" or t.startswith("pmt_core.run.")]
-    assert not found, f"{name} imports the run package at module level: {found}"
+def test_claims_read_evidence_and_compute_no_stage(name, path):
+    # A claim reads the Evidence it is given (claims/evidence.py: the run's stages,
+    # each computed by the run on first read) and computes statistics; it never
+    # trains, explains, reads audio or stores on the run.
+    imports, calls = [], []
+    for node in _executed_nodes(path):
+        if isinstance(node, ast.Import):
+            imports += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imports += [f"{node.module}.{a.name}" for a in node.names]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in STAGE_CALLS):
+            calls.append(f"line {node.lineno}: .{node.func.attr}()")
+    found = [t for t in imports if any(t == m or t.startswith(m + ".") for m in STAGE_MODULES)]
+    assert not found, f"{name} imports what computes a stage: {found}"
+    assert not calls, f"{name} computes a stage: {calls}"
+
+
+def test_the_stage_check_sees_a_stage_computed_in_a_claim(tmp_path):
+    # the check above can fail: a claim that explains, or imports the run, is caught
+    bad = tmp_path / "bad.py"
+    bad.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                   "    from pmt_core.run import Run\n"
+                   "def m(ev):\n    from pmt_core.run.sanity import x\n"
+                   "    return ev.run.explain('lrp', None)\n")
+    with pytest.raises(AssertionError, match="imports what computes a stage"):
+        test_claims_read_evidence_and_compute_no_stage("bad", bad)
+    bad.write_text("def m(ev):\n    return ev.run.explain('lrp', None)\n")
+    with pytest.raises(AssertionError, match=r"computes a stage: \['line 2: .explain\(\)'\]"):
+        test_claims_read_evidence_and_compute_no_stage("bad", bad)
 
 
 def test_no_relative_imports():

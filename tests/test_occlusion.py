@@ -133,6 +133,8 @@ def _fake_occlusion(paths, seed=0, n=120):
     """An Occlusion-shaped object: bands, classes, rates, all predictions right."""
     from types import SimpleNamespace
 
+    from pmt_core.claims.evidence import Evidence
+
     rng = np.random.default_rng(seed)
     bands = occ.s2_bands(paths)
     true = np.repeat([0, 1], n // 2)
@@ -141,8 +143,7 @@ def _fake_occlusion(paths, seed=0, n=120):
     distractor = np.exp(rng.uniform(np.log(2), np.log(60), n))
     o = SimpleNamespace(bands=bands, true=true, rate=rate,
                         correct=np.ones((3, n), bool), drops=np.zeros((3, n, len(bands.hz))))
-    run = SimpleNamespace(settings=SimpleNamespace(seed=seed),
-                          data=SimpleNamespace(column=lambda name, subset: distractor))
+    run = Evidence(seed=seed, data=SimpleNamespace(column=lambda name, subset: distractor))
     return o, run, distractor
 
 

@@ -110,6 +110,7 @@ def test_model_uses_rate_declares_what_the_estimator_costs_a_model_at_the_rate()
     # rate, scored against rates moved by the measured error (the ci layout)
     from types import SimpleNamespace
 
+    from pmt_core.claims.evidence import Evidence
     from pmt_core.claims.model import USES_RATE, _declare_estimator_attenuation
     from pmt_core.explain.occlusion import s2_bands
 
@@ -119,7 +120,7 @@ def test_model_uses_rate_declares_what_the_estimator_costs_a_model_at_the_rate()
     o = SimpleNamespace(rate=estimated, true=cls, class_names=tuple(RATE_RANGE_HZ),
                         bands=bands, drops=np.zeros((5, cls.size, len(bands.hz))))
     m = Measurement()
-    _declare_estimator_attenuation(SimpleNamespace(settings=SimpleNamespace(seed=0)), o, m)
+    _declare_estimator_attenuation(Evidence(seed=0), o, m)
     assert 0.8 < m.attenuation[USES_RATE.figure] < 1.0
     assert f"'{USES_RATE.name}' therefore does not hold only below" in m.detail
 

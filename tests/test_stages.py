@@ -75,6 +75,23 @@ def test_every_claim_evaluates_on_the_smoke_run(smoke, tmp_path):
 
 
 @pytest.mark.slow
+def test_claims_on_an_evidence_of_plain_values_match_the_run(smoke, tmp_path):
+    # what a notebook does with its own products: an Evidence holding values, no run
+    from pmt_core.claims.evidence import Evidence, evidence_of
+
+    of_run = evidence_of(smoke)
+    values = {name: getattr(of_run, name) for name in Evidence.fields()}
+    built = Evidence(**values)
+    for case in all_cases():
+        if case.spec.group not in ("accuracy", "relevance", "sanity", "lrp"):
+            continue
+        a, b = evaluate(case, of_run), evaluate(case, built)
+        assert a.verdict == b.verdict, case.id
+        ra, rb = (to_jsonable(evaluation_record(e, tmp_path)) for e in (a, b))
+        assert ra["figures"] == rb["figures"], case.id
+
+
+@pytest.mark.slow
 def test_same_seed_same_figures(smoke, tmp_path):
     again = run_stages(profile="smoke", seed=0, use_cache=False, report_dir=str(tmp_path))
     first = smoke.models.replicates["s1s2"][1]

@@ -1,6 +1,7 @@
-"""The validation claims: declared once, measured on a run, checked against bounds.
+"""The validation claims: declared once, measured on evidence, checked against bounds.
 
-``pmt_core.claims.core`` holds the registry and the verdict logic,
+``evidence`` holds what the claims read (a run's products, typed and read-only),
+``pmt_core.claims.core`` the registry and the verdict logic,
 ``estimates`` the intervals, ``thresholds`` the bars (with provenance),
 ``protocol`` how the claims measure, ``paper`` the published figures,
 ``power`` the planted controls of each criterion; one module per claim group

@@ -49,13 +49,13 @@ def class_recalls(models, class_names) -> dict:
        bounds=[AtLeast("lowest margin over the bar", 0.0, name="every class",
                        why="per-class bars: thresholds.accuracy_min",
                        effect=th.EFFECT_RECALL)])
-def per_class(run, kind) -> Measurement:
+def per_class(ev, kind) -> Measurement:
     """Recall of each class on the test split, pooled over replicates, minus its bar."""
     from pmt_core.claims.core import run_context
 
-    models = run.models.replicates[kind]
-    names = tuple(run.data.class_names)
-    bars = th.accuracy_min(kind, run_context(run))
+    models = ev.models.replicates[kind]
+    names = tuple(ev.data.class_names)
+    bars = th.accuracy_min(kind, run_context(ev))
     recalls = class_recalls(models, names)
     # The bars may differ by class (SOL): the claim holds when every class clears its
     # own, so the bounded figure is the smallest margin over the bar.
@@ -104,7 +104,7 @@ def per_class(run, kind) -> Measurement:
                 f"{len(models)} stopped by patience (validation accuracy flat), the others "
                 "by the budget. Bars: "
                 + ("the paper's Table 1 less 3 binomial SE (SOL data)."
-                   if run_context(run)["dataset"] in ("authors_csv", "sol_tree") else
+                   if run_context(ev)["dataset"] in ("authors_csv", "sol_tree") else
                    "generic (not SOL): S1+S2 0.80, S1 chance."))
     return m
 
@@ -114,19 +114,19 @@ def per_class(run, kind) -> Measurement:
        paper=round(paper.TABLE1_MACRO["s1s2"] - paper.TABLE1_MACRO["s1"], 4),
        bounds=[AtLeast("gain", th.S2_GAIN_MIN, why="the paper's 0.182 less 4 binomial SE",
                        effect=th.EFFECT_S2_GAIN)])
-def s2_gain(run) -> Measurement:
+def s2_gain(ev) -> Measurement:
     """Macro accuracy (mean of per-class recalls) of S1+S2 minus that of S1."""
-    s1, s12 = run.models.replicates["s1"], run.models.replicates["s1s2"]
+    s1, s12 = ev.models.replicates["s1"], ev.models.replicates["s1s2"]
     true = s12[0].test_true
-    n_classes = len(run.data.class_names)
+    n_classes = len(ev.data.class_names)
     # per-example correctness, weighted so that the mean is the macro accuracy
     counts = np.bincount(true, minlength=n_classes).astype(float)
     weight = 1.0 / (counts[true] * np.count_nonzero(counts))
     diff = np.array([(a.test_pred == true).astype(float) - (b.test_pred == true)
                      for a, b in zip(s12, s1, strict=True)]) * weight * len(true)
-    gain = crossed_t(diff, strata=true, seed=run.settings.seed)
-    macro = {kind: [macro_accuracy(mm.test_true, mm.test_pred, run.data.class_names)
-                    for mm in run.models.replicates[kind]] for kind in ("s1", "s1s2")}
+    gain = crossed_t(diff, strata=true, seed=ev.seed)
+    macro = {kind: [macro_accuracy(mm.test_true, mm.test_pred, ev.data.class_names)
+                    for mm in ev.models.replicates[kind]] for kind in ("s1", "s1s2")}
     m = Measurement(figures={"gain": gain, "macro S1+S2": per_replicate_estimate(macro["s1s2"]),
                              "macro S1": per_replicate_estimate(macro["s1"])}, n=len(true))
     m.detail = ("Per test file and replicate pair, correct(S1+S2) - correct(S1) weighted by "
@@ -143,11 +143,11 @@ def s2_gain(run) -> Measurement:
 @claim("accuracy.all_test_scored", title="Every test file is scored (the authors' code left "
        "31 of 1,151 out)", paper=paper.UNSCORED_TEST_FILES, unit="test files not scored",
        bounds=[AtMost("unscored test files", 0)])
-def all_test_scored(run) -> Measurement:
+def all_test_scored(ev) -> Measurement:
     """Test files of the split minus the files each replicate has a prediction for."""
-    n_split = len(run.data.index("test"))
+    n_split = len(ev.data.index("test"))
     rows, worst = [], 0
-    for kind, models in run.models.replicates.items():
+    for kind, models in ev.models.replicates.items():
         for mm in models:
             unscored = n_split - len(mm.test_pred)
             worst = max(worst, unscored)

@@ -6,7 +6,7 @@ style of scikit-learn's estimator checks::
     @claim("relevance.localisation.{composite}", group="relevance",
            title="...", paper="...", params={"composite": PAPER_COMPOSITES},
            bounds=[AtLeast("lift over permuted rates", LOCALISATION_MIN_LIFT)])
-    def localisation(run, composite) -> Measurement: ...
+    def localisation(ev, composite) -> Measurement: ...
 
 The registry (:data:`CLAIMS`) expands the id template over ``params`` into one
 :class:`ClaimCase` per claim id; the pytest plugin generates one test per case
@@ -43,6 +43,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pmt_core.claims.evidence import Evidence, evidence_of
 from pmt_core.stats.intervals import Estimate, exact
 
 __all__ = [
@@ -327,7 +328,8 @@ class ClaimSpec:
     group : str
         Report section (first component of the id).
     measure : callable
-        ``measure(run, **params) -> Measurement``.
+        ``measure(ev, **params) -> Measurement``, ``ev`` the
+        :class:`~pmt_core.claims.evidence.Evidence` it reads.
     bounds : tuple of Bound
     paper : object
         The paper's value or words, where it has one.
@@ -513,12 +515,10 @@ def _as_estimate(value) -> Estimate | None:
     return None
 
 
-def measure(case: ClaimCase, run) -> Measurement:
-    """Return the case's measurement on ``run``, computed once per run when it can memoise."""
-    memo = getattr(run, "memo", None)
-    if memo is None:
-        return case.spec.measure(run, **case.params)
-    return memo(f"measurement:{case.id}", lambda: case.spec.measure(run, **case.params))
+def measure(case: ClaimCase, ev: Evidence) -> Measurement:
+    """Return the case's measurement on ``ev`` (or a run's evidence), computed once."""
+    ev = evidence_of(ev)
+    return ev.memo(f"measurement:{case.id}", lambda: case.spec.measure(ev, **case.params))
 
 
 def bound_p_values(estimate: Estimate | None, bound: Bound, context: dict) -> tuple[float, float]:
@@ -540,12 +540,12 @@ def bound_p_values(estimate: Estimate | None, bound: Bound, context: dict) -> tu
     return estimate.p_value(bar, bound.op), estimate.p_value(bound.rejection_bar(context), other)
 
 
-def _family_verdicts(case: ClaimCase, run, measurement: Measurement, context: dict):
+def _family_verdicts(case: ClaimCase, ev: Evidence, measurement: Measurement, context: dict):
     """Holm-adjusted verdicts of ``case``'s bounds over its declaration's cases."""
     from pmt_core.stats.multiplicity import holm
 
     siblings = case.spec.cases()
-    others = {c.id: (measurement if c.id == case.id else measure(c, run)) for c in siblings}
+    others = {c.id: (measurement if c.id == case.id else measure(c, ev)) for c in siblings}
     verdicts, adjusted = {}, {}
     members = [i for i, m in others.items() if m.not_applicable is None]
     contexts = {i: with_attenuation(context, others[i]) for i in members}
@@ -582,24 +582,26 @@ def _power(case: ClaimCase, measurement: Measurement, context: dict, family_size
     return None
 
 
-def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
-    """Measure ``case`` on ``run`` and check its bounds (Holm over its family).
+def evaluate(case: ClaimCase, ev, context: dict | None = None) -> Evaluation:
+    """Measure ``case`` on ``ev`` and check its bounds (Holm over its family).
 
     Parameters
     ----------
     case : ClaimCase
-    run : pmt_core.run.Run
+    ev : Evidence or pmt_core.run.Run
+        What the claim measures from (a run stands for its :func:`evidence_of`).
     context : dict, optional
         What bars may depend on (``profile``, ``dataset``, ``n_classes``,
-        ``class_names``); default taken from ``run``.
+        ``class_names``); default taken from ``ev``.
 
     Returns
     -------
     Evaluation
     """
-    measurement = measure(case, run)
+    ev = evidence_of(ev)
+    measurement = measure(case, ev)
     if context is None:
-        context = run_context(run) if measurement.not_applicable is None else {}
+        context = run_context(ev) if measurement.not_applicable is None else {}
     context = with_attenuation(context, measurement)
     if measurement.not_applicable is not None:
         return Evaluation(case, measurement, NOT_APPLICABLE, {}, context,
@@ -609,7 +611,7 @@ def evaluate(case: ClaimCase, run, context: dict | None = None) -> Evaluation:
             raise KeyError(f"claim {case.id}: bound on {bound.figure!r} but the measurement "
                            f"has figures {sorted(measurement.figures)}")
     if len(case.spec.cases()) > 1:
-        verdicts, multiplicity = _family_verdicts(case, run, measurement, context)
+        verdicts, multiplicity = _family_verdicts(case, ev, measurement, context)
     else:
         verdicts = {b.name: b.check(_as_estimate(measurement.figures[b.figure]), context)
                     for b in case.bounds}
@@ -669,11 +671,12 @@ def _fmt_bar(v) -> str:
     return _fmt(float(v))
 
 
-def run_context(run) -> dict:
+def run_context(ev: Evidence) -> dict:
     """Return what bars may depend on: profile, data kind, class names and count."""
-    data = run.data
-    paths = run.features.result.paths if "features" in run.__dict__ else None
-    return {"profile": run.profile.name,
-            "dataset": "synthetic" if run.settings.dataset == "synthetic" else data.source,
+    data = ev.data
+    # the paths only where the features are at hand: a context computes nothing
+    paths = ev.features.result.paths if ev.has("features") else None
+    return {"profile": ev.profile,
+            "dataset": "synthetic" if ev.dataset == "synthetic" else data.source,
             "class_names": tuple(data.class_names), "n_classes": len(data.class_names),
             "s1_path_share": None if paths is None else float(paths.first_order.mean())}

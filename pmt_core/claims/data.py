@@ -33,7 +33,7 @@ def _chance(context) -> float:
        bounds=[AtMost("balanced accuracy (twins)", lambda c: _chance(c) + th.SHORTCUT_MARGIN,
                       name="no nuisance shortcut", effect=th.EFFECT_SHARE,
                       why="chance + 0.10: a cue worth more would let a network shortcut")])
-def no_shortcut(run) -> Measurement:
+def no_shortcut(ev) -> Measurement:
     """Balanced accuracy of the shortcut guard on the twins (and, reported, on the data).
 
     The guard reads descriptors of the clip divided by its standard deviation (what
@@ -44,14 +44,14 @@ def no_shortcut(run) -> Measurement:
     data's figure is reported beside it. Data without twins (recordings) cannot be
     guarded: the claim is not applicable there, its reason giving the data's figure.
     """
-    data = run.data
+    data = ev.data
     if len(data.class_names) < 2:
         return Measurement.skip(f"one class only ({list(data.class_names)})")
     if int(data.frame["technique"].value_counts().min()) < 2:
         return Measurement.skip("a class has one example: no cross-validation possible")
-    on_data = guard_measurement(data.frame, run.features.descriptors, run.settings.seed,
+    on_data = guard_measurement(data.frame, ev.features.descriptors, ev.seed,
                                 "the data set's examples")
-    twins = run.twin_descriptors
+    twins = ev.twin_descriptors
     if twins is None:
         # On the data the descriptors also see the modulation's own footprint (0.45 on
         # the ci synthetic data, against 0.22 on its twins): a bound read there fails
@@ -62,7 +62,7 @@ def no_shortcut(run) -> Measurement:
             f"({ba.value:.3f} [{ba.low:.3f}, {ba.high:.3f}], chance "
             f"{on_data.figures['chance']:.3f}) cannot tell a nuisance shortcut from the "
             "modulation's own footprint on the descriptors")
-    on_twins = guard_measurement(twins[0], twins[1], run.settings.seed,
+    on_twins = guard_measurement(twins[0], twins[1], ev.seed,
                                  "every example's modulation-ablated twin")
     m = Measurement(figures={"balanced accuracy (twins)": on_twins.figures["balanced accuracy"],
                              "balanced accuracy (data)": on_data.figures["balanced accuracy"],
@@ -81,18 +81,18 @@ def no_shortcut(run) -> Measurement:
        bounds=[AtMost("balanced accuracy", lambda c: _chance(c) + th.TWINS_MARGIN,
                       name="at chance", why="chance + 0.10, as the shortcut guard",
                       effect=th.EFFECT_SHARE)])
-def ablated_twins_at_chance(run) -> Measurement:
+def ablated_twins_at_chance(ev) -> Measurement:
     """Balanced accuracy of every S1+S2 replicate on the test clips' ablated twins."""
     from pmt_core.stats.intervals import MacroMean
 
-    twins = run.twins
+    twins = ev.twins
     if twins is None:
         return Measurement.skip("twins exist only for synthetic data")
     correct = (twins.predictions == twins.labels[None, :]).astype(float)
     classes = np.broadcast_to(twins.labels, correct.shape).astype(float)
     ba = crossed_t((correct, classes), MacroMean(), strata=twins.labels,
-                   seed=run.settings.seed)
-    names = run.data.class_names
+                   seed=ev.seed)
+    names = ev.data.class_names
     counts = np.zeros((len(names), len(names)))
     for r in range(twins.predictions.shape[0]):
         np.add.at(counts, (twins.labels, twins.predictions[r]), 1)
@@ -167,9 +167,9 @@ def _balanced_estimate(correct, labels, seed):
        bounds=[AtLeast("fraction recovered", th.MODULATION_PRESENT_MIN_FRACTION,
                        effect=th.EFFECT_SHARE,
                        name="every class", why="worst measured class 0.88, less 0.08")])
-def modulation_present(run) -> Measurement:
+def modulation_present(ev) -> Measurement:
     """Per class, share of examples whose rate the pitch or envelope track shows."""
-    data, descriptors = run.data, run.features.descriptors
+    data, descriptors = ev.data, ev.features.descriptors
     rates = data.column("modulation_rate_hz")
     if rates is None or not np.any(np.isfinite(rates)):
         return Measurement.skip("the data set records no modulation rates")
@@ -216,25 +216,25 @@ def modulation_present(run) -> Measurement:
                AtLeast("coverage", th.RATE_ESTIMATE_MIN_COVERAGE, effect=th.EFFECT_SHARE,
                        name="confident in every class",
                        why="the issue's aim (0.7): the rate claims keep most clips")])
-def rate_estimate(run) -> Measurement:
+def rate_estimate(ev) -> Measurement:
     """Per class, coverage and accuracy of :mod:`pmt_core.data.rates` against recorded rates."""
     from pmt_core.data.rates import BAND_MARGIN_OCTAVES, MIN_SALIENCE
 
-    recorded = run.data.column("modulation_rate_hz")
-    estimates = run.rates.estimates
+    recorded = ev.data.column("modulation_rate_hz")
+    estimates = ev.rates.estimates
     known = np.zeros(len(estimates), bool) if recorded is None else (
         np.isfinite(recorded) & (recorded > 0))
     if not known.any():
         confident = float(estimates["rate_confident"].mean()) if len(estimates) else 0.0
         return Measurement.skip(f"the data set records no modulation rates to check the "
                                 f"estimates against (confident on {confident:.0%} of clips)")
-    techniques = run.data.frame["technique"].to_numpy()
+    techniques = ev.data.frame["technique"].to_numpy()
     confident = estimates["rate_confident"].to_numpy(dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         error = np.abs(np.log2(estimates["rate_estimate_hz"].to_numpy(dtype=float) / recorded))
     accurate = np.isfinite(error) & (error <= th.RATE_ESTIMATE_TOL_OCTAVES)
     coverage, accuracy, rows = {}, {}, []
-    for name in run.data.class_names:
+    for name in ev.data.class_names:
         rows_k = (techniques == name) & known
         if not rows_k.any():
             continue

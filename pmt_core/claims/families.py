@@ -152,7 +152,7 @@ class Family:
         ``tuple of arrays -> float``: the figure from per-example values (also
         applied to bootstrap resamples).
     compute : callable
-        ``run -> FamilyResult`` (memoised per run).
+        ``ev -> FamilyResult`` (memoised per evidence).
     must_reject : Nulls or tuple of str
         Null explainers that must fail the criterion (:func:`rejected_nulls`).
     excluded : str
@@ -217,31 +217,31 @@ def family(fam: Family) -> Family:
     return fam
 
 
-def family_result(run, fam: Family) -> FamilyResult:
-    """Return the family's result on ``run``, computed once per run."""
-    return run.memo(f"family:{fam.id}", lambda: fam.compute(run))
+def family_result(ev, fam: Family) -> FamilyResult:
+    """Return the family's result on ``ev``, computed once per evidence."""
+    return ev.memo(f"family:{fam.id}", lambda: fam.compute(ev))
 
 
-def estimate(run, fam: Family, name: str) -> Estimate:
+def estimate(ev, fam: Family, name: str) -> Estimate:
     """Return the family's figure for one explainer, with its crossed t interval."""
-    result = family_result(run, fam)
+    result = family_result(ev, fam)
     if name not in result.estimates:
         result.estimates[name] = crossed_t(
             tuple(result.values[name]), fam.statistic, strata=result.strata,
-            seed=run.settings.seed)
+            seed=ev.seed)
     return result.estimates[name]
 
 
-def cells(run, fam: Family) -> dict:
+def cells(ev, fam: Family) -> dict:
     """Return the matrix row of a family: explainer -> figure, interval, verdict, null."""
     from pmt_core.claims.core import run_context
     from pmt_core.explain.explainers import EXPLAINERS
 
-    result = family_result(run, fam)
-    context = {**run_context(run), "attenuation": result.attenuation}
+    result = family_result(ev, fam)
+    context = {**run_context(ev), "attenuation": result.attenuation}
     out = {}
     for name in result.values:
-        est = estimate(run, fam, name)
+        est = estimate(ev, fam, name)
         explainer = EXPLAINERS.get(name)
         null = explainer.null if explainer is not None else True
         label = explainer.label if explainer is not None else PLANTED_LABELS.get(name, name)
@@ -262,14 +262,14 @@ def reading_bounds(fam: Family) -> list[Bound]:
     return bounds + list(fam.extra_bounds)
 
 
-def reading_measurement(run, fam: Family, composite: str) -> Measurement:
+def reading_measurement(ev, fam: Family, composite: str) -> Measurement:
     """Measurement of ``<family>.<composite>``: the criterion (and margins over nulls)."""
-    result = family_result(run, fam)
+    result = family_result(ev, fam)
     if result.not_applicable:
         return Measurement.skip(result.not_applicable)
     if composite not in result.values:
         return Measurement.skip(f"no {composite!r} explanations in this run")
-    figures = {fam.figure: estimate(run, fam, composite)}
+    figures = {fam.figure: estimate(ev, fam, composite)}
     if fam.margin is not None:
         nulls = [n for n in rejected_nulls(fam) if n in result.values]
         if not nulls:
@@ -277,14 +277,14 @@ def reading_measurement(run, fam: Family, composite: str) -> Measurement:
         sign = 1.0 if fam.higher_is_better else -1.0
         margins = {n: paired_t(tuple(result.values[composite]), tuple(result.values[n]),
                                fam.statistic, sign, strata=result.strata,
-                               seed=run.settings.seed) for n in nulls}
+                               seed=ev.seed) for n in nulls}
         closest, figures["margin over every null"] = minimum(margins)
         figures["closest null"] = closest
     for null in fam.beside:
         if null in result.values:
-            figures[f"{null} (beside)"] = estimate(run, fam, null)
+            figures[f"{null} (beside)"] = estimate(ev, fam, null)
     figures.update(result.figures.get(composite, {}))
-    m = Measurement(figures=figures, explainers=cells(run, fam), n=result.n,
+    m = Measurement(figures=figures, explainers=cells(ev, fam), n=result.n,
                     attenuation=dict(result.attenuation))
     m.detail = result.detail
     for rows, caption in result.tables:
@@ -316,24 +316,24 @@ def power_bounds(fam: Family) -> list[Bound]:
             + [reversed_bound(fam.criterion, a) for a in fam.adversaries])
 
 
-def power_measurement(run, fam: Family) -> Measurement:
+def power_measurement(ev, fam: Family) -> Measurement:
     """Measure the planted controls on the family's criterion (the power claim)."""
-    result = family_result(run, fam)
+    result = family_result(ev, fam)
     if result.not_applicable:
         return Measurement.skip(result.not_applicable)
     missing = [n for n in fam.oracles + fam.adversaries if n not in result.values]
     if missing:
         return Measurement.skip(f"planted controls not computed on these data: {missing}")
-    figures = {f"{n}: {fam.figure}": estimate(run, fam, n)
+    figures = {f"{n}: {fam.figure}": estimate(ev, fam, n)
                for n in fam.oracles + fam.adversaries}
     for n in fam.oracles:
         for b in fam.extra_bounds:
             figures[f"{n}: {b.figure}"] = result.figures.get(n, {}).get(b.figure)
-    row = cells(run, fam)
+    row = cells(ev, fam)
     m = Measurement(figures=figures, explainers=row, n=result.n)
     from pmt_core.claims.core import run_context
 
-    m.detail = (f"Planted controls on the criterion ({fam.criterion.describe(run_context(run))})"
+    m.detail = (f"Planted controls on the criterion ({fam.criterion.describe(run_context(ev))})"
                 f": must pass {', '.join(PLANTED_LABELS[o] for o in fam.oracles)}; must fail "
                 f"{'; '.join(PLANTED_LABELS[a] for a in fam.adversaries)}. A control left "
                 "inconclusive: the criterion cannot decide at this size.")

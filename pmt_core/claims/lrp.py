@@ -25,10 +25,10 @@ COMPOSITES = tuple(lrp.RULES)
        # The shift is float32 rounding of trained weights (1.59e-5 and 1.65e-5 in two
        # smoke runs of one seed): compared by order of magnitude, not to 1e-3.
        tolerances={"max relative logit shift": Tolerance("bar")})
-def canonizer(run) -> Measurement:
+def canonizer(ev) -> Measurement:
     """Count merged batch norms (fewest over replicates); largest relative logit shift."""
     rows, merged, shifts = [], [], []
-    for model in run.lrp_checks.canonizer():
+    for model in ev.lrp_checks.canonizer():
         merged.append(min(model["merged"], model["pairs"]))
         shifts.append(model["shift"])
         rows.append({"input": model["input"], "replicate": model["replicate"],
@@ -50,13 +50,13 @@ def canonizer(run) -> Measurement:
        unit="max relative error",
        bounds=[AtMost("max relative error", th.REFERENCE_MAX_REL_ERR,
                       why="float64 rounding is 1e-16 to 1e-14; a wiring error shows at 1e-2")])
-def reference_match(run, composite) -> Measurement:
+def reference_match(ev, composite) -> Measurement:
     """Max over examples and replicates of max|R_zennit - R_ref| / max|R_ref| (float64)."""
-    errors = run.lrp_checks.reference_errors(composite)
+    errors = ev.lrp_checks.reference_errors(composite)
     m = Measurement(figures={"max relative error": exact(errors.max(), errors.size),
                              "median relative error": float(np.median(errors))},
                     n=errors.size)
-    m.detail = (f"{errors.size // run.models.n_replicates} test examples evenly spaced over "
+    m.detail = (f"{errors.size // ev.models.n_replicates} test examples evenly spaced over "
                 "the split, per replicate; the "
                 "explained class is the replicate's prediction, top = logit. Reference: numpy "
                 "float64, batch norms merged by hand as zennit does (kept eps factor), "
@@ -85,12 +85,12 @@ _CAPTUM_DETAIL = ("{n} test examples evenly spaced over the split, "
        bounds=[AtMost("max relative error", th.REFERENCE_MAX_REL_ERR,
                       why="same network and epsilon: float64 rounding only; a rule or wiring "
                           "error shows at 1e-2")])
-def captum_match(run, composite) -> Measurement:
+def captum_match(ev, composite) -> Measurement:
     """Max over examples and replicates of max|R_zennit - R_captum| / max|R_zennit|."""
-    errors = run.lrp_checks.captum_errors(composite, as_trained=False)
+    errors = ev.lrp_checks.captum_errors(composite, as_trained=False)
     m = Measurement(figures={"max relative error": exact(errors.max(), errors.size)},
                     n=errors.size)
-    m.detail = _CAPTUM_DETAIL.format(n=errors.size // run.models.n_replicates) + (
+    m.detail = _CAPTUM_DETAIL.format(n=errors.size // ev.models.n_replicates) + (
         "Captum runs on the network zennit's canonizers produce (input norm folded, batch "
         "norms merged), at the composite's epsilon: only the propagation differs.")
     return m
@@ -105,12 +105,12 @@ def captum_match(run, composite) -> Measurement:
        # Rounding-level: left to its bar, never compared with a baseline in decades
        # (the baseline of b093f0f stored 5.7e-5, before the kept eps was modelled).
        tolerances={"max relative error": Tolerance("bar")})
-def captum_match_as_trained(run, composite) -> Measurement:
+def captum_match_as_trained(ev, composite) -> Measurement:
     """As :func:`captum_match`, with no zennit code on Captum's side (canonizers checked)."""
-    errors = run.lrp_checks.captum_errors(composite, as_trained=True)
+    errors = ev.lrp_checks.captum_errors(composite, as_trained=True)
     m = Measurement(figures={"max relative error": exact(errors.max(), errors.size)},
                     n=errors.size)
-    m.detail = _CAPTUM_DETAIL.format(n=errors.size // run.models.n_replicates) + (
+    m.detail = _CAPTUM_DETAIL.format(n=errors.size // ev.models.n_replicates) + (
         "Captum runs on the network as trained (input norm and every batch norm their own "
         "layers, epsilon rule, each norm after a convolution scaled by (1 + eps)^-1/2 as "
         "zennit's merge leaves it), epsilon and stabilisers 1e-300 on both sides: a check "
@@ -124,7 +124,7 @@ def captum_match_as_trained(run, composite) -> Measurement:
        params={"composite": COMPOSITES}, unit="worst relative residual",
        bounds=[AtMost("worst relative residual", th.CONSERVATION_MAX_REL_RESIDUAL,
                       why="float64 rounding; a wrong backward pass shows at 1e-2 or more")])
-def conservation(run, composite) -> Measurement:
+def conservation(ev, composite) -> Measurement:
     """Worst |R_in + absorbed - R_out| / scale over layers, examples and replicates.
 
     R_in and R_out are zennit's relevances at each layer boundary (captured from
@@ -132,7 +132,7 @@ def conservation(run, composite) -> Measurement:
     computed from the forward activations, so a backward pass that loses,
     creates or misroutes relevance leaves a residual.
     """
-    found = run.lrp_checks.conservation(composite)
+    found = ev.lrp_checks.conservation(composite)
     worst = float(found["worst"])
     rows = [{"layer": str(layer), "rule": str(rule),
              "absorbed share of the top (mean)": float(share),
@@ -141,7 +141,7 @@ def conservation(run, composite) -> Measurement:
                 found["layer"], found["rule"], found["absorbed_share"], found["residual"],
                 strict=True)]
     m = Measurement(figures={"worst relative residual": exact(worst)},
-                    n=int(found["n"]) * run.models.n_replicates)
+                    n=int(found["n"]) * ev.models.n_replicates)
     m.detail = (f"{int(found['n'])} test examples per replicate, float64. Absorbed: bias share "
                 "sum_j R_j b_j / (z_j + eps sign z_j) (b+ over the z+ denominator for z+; "
                 "merged batch norms and the folded input norm count as biases) plus the "
@@ -155,9 +155,9 @@ def conservation(run, composite) -> Measurement:
        params={"composite": COMPOSITES}, unit="max |sum R_in / R_top - 1|",
        bounds=[AtMost("max relative error", th.EXACT_CONSERVATION_MAX_REL_ERR,
                       why="exact by the rules' algebra: only float64 rounding remains")])
-def conservation_exact(run, composite) -> Measurement:
+def conservation_exact(ev, composite) -> Measurement:
     """Max over examples and replicates of |sum R_in / R_top - 1| on a bias-free copy."""
-    errors = run.lrp_checks.conservation_exact_errors(composite)
+    errors = ev.lrp_checks.conservation_exact_errors(composite)
     m = Measurement(figures={"max relative error": exact(float(errors.max()), errors.size)},
                     n=errors.size)
     m.detail = ("Every bias and batch-norm shift of each trained network set to zero (scales "
@@ -179,12 +179,12 @@ def _nanmedian(values) -> float:
                       why="conservation: the input sum carries the logit's sign"),
                AtLeast("median input share", th.MIN_MEDIAN_INPUT_SHARE,
                        why="below a tenth the map explains mostly biases")])
-def input_share(run, composite) -> Measurement:
+def input_share(ev, composite) -> Measurement:
     """Share of test maps whose input sum opposes the logit; median sum R_in / R_top."""
-    shares = run.lrp_checks.input_shares(composite)  # (replicates, n)
+    shares = ev.lrp_checks.input_shares(composite)  # (replicates, n)
     inverted = (shares < 0).astype(float)
-    frac = proportion(inverted, seed=run.settings.seed)
-    median = crossed_t(shares, _nanmedian, seed=run.settings.seed)
+    frac = proportion(inverted, seed=ev.seed)
+    median = crossed_t(shares, _nanmedian, seed=ev.seed)
     m = Measurement(figures={"sign-inverted maps": frac, "median input share": median,
                              "maps above the logit": per_replicate_estimate(
                                  (shares > 1).mean(axis=1).tolist())},

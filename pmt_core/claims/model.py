@@ -25,13 +25,13 @@ from pmt_core.explain import relevance as R
 from pmt_core.stats.intervals import MacroMean, MeanOfFinite, crossed_t
 
 
-def occlusion(run):
-    """Return the run's band-occlusion stage (:attr:`pmt_core.run.Run.band_occlusion`).
+def occlusion(ev):
+    """Return the band-occlusion evidence (``ev.band_occlusion``).
 
     A :class:`pmt_core.run.sanity.BandOcclusion`, the ``o`` of the functions below:
     the run computes it once, the claims read it.
     """
-    return run.band_occlusion
+    return ev.band_occlusion
 
 
 def near_rate(o, tol_octaves: float = pr.RATE_TOL_OCTAVES) -> np.ndarray:
@@ -74,9 +74,9 @@ def _lift(o, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lift, at_rate
 
 
-def _macro_estimate(run, o, values: np.ndarray):
+def _macro_estimate(ev, o, values: np.ndarray):
     classes = np.broadcast_to(o.true, values.shape).astype(float)
-    return crossed_t((values, classes), _macro, strata=o.true, seed=run.settings.seed)
+    return crossed_t((values, classes), _macro, strata=o.true, seed=ev.seed)
 
 
 #: Why a lift without spread is not a figure: it is 0 by construction.
@@ -93,18 +93,18 @@ def _no_rates(o) -> bool:
        unit="occlusion share at the rate minus its within-class permuted expectation",
        paper="relevance lands on the modulation rate because the network uses it "
              "(sections 4.2-4.3)", bounds=[USES_RATE])
-def uses_rate(run) -> Measurement:
+def uses_rate(ev) -> Measurement:
     """Within-class lift of the occlusion drop share at each example's rate."""
-    o = occlusion(run)
+    o = occlusion(ev)
     if _no_rates(o):
         return Measurement.skip("the data set has no per-example modulation rate near an "
                                 "S2 band")
     lift, at_rate = _lift(o, o.shares)
-    seed = run.settings.seed
+    seed = ev.seed
     drop_at_rate = _per_band_at_rate(o, o.drops)
     figures = {
-        "lift over permuted rates": _macro_estimate(run, o, lift),
-        "share at the rate (macro)": _macro_estimate(run, o, at_rate),
+        "lift over permuted rates": _macro_estimate(ev, o, lift),
+        "share at the rate (macro)": _macro_estimate(ev, o, at_rate),
         "logit drop at the rate": crossed_t(drop_at_rate, strata=o.true, seed=seed)}
     if o.twin_drops is not None:
         twin_at_rate = _per_band_at_rate(o, o.twin_drops)
@@ -128,14 +128,14 @@ def uses_rate(run) -> Measurement:
         "the example's pitch, instrument and distractor with the technique's modulation off: "
         "the band at the rate should then cost less.")
     m.detail += o.rate_note
-    if run.rates.source == "estimated":
-        _declare_estimator_attenuation(run, o, m)
+    if ev.rates.source == "estimated":
+        _declare_estimator_attenuation(ev, o, m)
     m.table(_band_table(o, scored), "Mean occlusion share per band and class (correctly "
             "classified examples, all replicates): the band each technique's logit leans on")
     return m
 
 
-def _declare_estimator_attenuation(run, o, m: Measurement) -> None:
+def _declare_estimator_attenuation(ev, o, m: Measurement) -> None:
     """Lower the rejection bar by what the rate estimator's error alone costs the lift.
 
     A planted model that uses the band at each example's rate (the rates at hand),
@@ -153,7 +153,7 @@ def _declare_estimator_attenuation(run, o, m: Measurement) -> None:
         return _macro((lifted[None, :], classes[None, :].astype(float)))
 
     techniques = np.asarray(o.class_names, dtype=object)[classes]
-    factor, se = attenuation(lift, o.rate[known], techniques, run.settings.seed)
+    factor, se = attenuation(lift, o.rate[known], techniques, ev.seed)
     m.attenuation[USES_RATE.figure] = factor
     m.detail += attenuation_note(factor, se, USES_RATE.name, USES_RATE.value)
 
@@ -178,17 +178,17 @@ USE_CONTROLS = (("oracle_rate", True), ("adversary_permuted", False),
                 ("adversary_distractor", False))
 
 
-def _planted_targets(run, o) -> dict:
+def _planted_targets(ev, o) -> dict:
     """Target rate per test example of each planted mechanism (those the data allow)."""
     rate = np.where(np.isfinite(o.rate) & (o.rate > 0), o.rate, np.nan)
     other = np.full(len(rate), np.nan)
-    rng = np.random.default_rng([run.settings.seed, 23])
+    rng = np.random.default_rng([ev.seed, 23])
     for k in np.unique(o.true):
         members = np.flatnonzero((o.true == k) & np.isfinite(rate))
         if members.size > 1:
             other[members] = rate[np.roll(members, rng.integers(1, members.size))]
     out = {"oracle_rate": rate, "adversary_permuted": other}
-    distractor = run.data.column("distractor_rate_hz", "test")
+    distractor = ev.data.column("distractor_rate_hz", "test")
     if distractor is not None:
         out["adversary_distractor"] = np.where(np.isfinite(distractor) & (distractor > 0),
                                                distractor, np.nan)
@@ -212,20 +212,20 @@ def _control_bounds(criterion: Bound, controls) -> list[Bound]:
 @claim("power.model.uses_rate", title="The criterion of model.uses_rate accepts a planted "
        "model that uses each example's rate and rejects planted models that use another "
        "rate", unit="planted controls", bounds=_control_bounds(USES_RATE, USE_CONTROLS))
-def uses_rate_controls(run) -> Measurement:
+def uses_rate_controls(ev) -> Measurement:
     """Planted occlusion drops through the criterion of model.uses_rate."""
-    o = occlusion(run)
+    o = occlusion(ev)
     if _no_rates(o):
         return Measurement.skip("the data set has no per-example modulation rate near an "
                                 "S2 band")
-    targets = _planted_targets(run, o)
+    targets = _planted_targets(ev, o)
     missing = [name for name, _ in USE_CONTROLS if name not in targets]
     if missing:
         return Measurement.skip(f"planted controls not computed on these data: {missing}")
     figures = {}
     for name, _ in USE_CONTROLS:
-        lift, _ = _lift(o, occ.band_shares(planted_drops(o, targets[name], run.settings.seed)))
-        figures[f"{name}: {USES_RATE.figure}"] = _macro_estimate(run, o, lift)
+        lift, _ = _lift(o, occ.band_shares(planted_drops(o, targets[name], ev.seed)))
+        figures[f"{name}: {USES_RATE.figure}"] = _macro_estimate(ev, o, lift)
     if not figures[f"oracle_rate: {USES_RATE.figure}"].se > 0:
         return Measurement.skip(_NOTHING_TO_PERMUTE)
     m = Measurement(figures=figures, n=int(_scored(o).any(axis=0).sum()))
@@ -264,13 +264,13 @@ IGNORES_DISTRACTOR = AtMost("distractor lift", th.DISTRACTOR_MAX_LIFT,
                                 "relevance.distractor)")
 
 
-def _distractor_scoring(run, o):
+def _distractor_scoring(ev, o):
     """(scored, random rates, distractor) of the test split, or None without distractors."""
-    distractor = run.data.column("distractor_rate_hz", "test")
+    distractor = ev.data.column("distractor_rate_hz", "test")
     if distractor is None or o.rate is None:
         return None
     scored, random_rates = R.distractor_scoring(distractor, o.rate, o.bands.hz,
-                                                pr.DISTRACTOR_TOL_OCTAVES, run.settings.seed)
+                                                pr.DISTRACTOR_TOL_OCTAVES, ev.seed)
     return (scored, random_rates, distractor) if scored.any() else None
 
 
@@ -287,8 +287,8 @@ def _distractor_lift(o, drops: np.ndarray, scoring) -> np.ndarray:
         return np.where(keep, at / np.where(base > 0, base, 1.0), np.nan)
 
 
-def _mean_estimate(run, o, values: np.ndarray):
-    return crossed_t(values, MeanOfFinite(), strata=o.true, seed=run.settings.seed)
+def _mean_estimate(ev, o, values: np.ndarray):
+    return crossed_t(values, MeanOfFinite(), strata=o.true, seed=ev.seed)
 
 
 _NO_DISTRACTOR = ("no correctly classified test example has a recorded distractor "
@@ -300,16 +300,16 @@ _NO_DISTRACTOR = ("no correctly classified test example has a recorded distracto
        "distractor costs the model no more than occluding bands at random rates",
        unit="occlusion |drop| share at the distractor over random rates",
        bounds=[IGNORES_DISTRACTOR])
-def ignores_distractor(run) -> Measurement:
+def ignores_distractor(ev) -> Measurement:
     """Share of the occlusion |drop| near the distractor's rate over random rates."""
-    o = occlusion(run)
-    scoring = _distractor_scoring(run, o)
+    o = occlusion(ev)
+    scoring = _distractor_scoring(ev, o)
     if scoring is None:
         return Measurement.skip(_NO_DISTRACTOR)
     lift = _distractor_lift(o, o.drops, scoring)
     if not np.isfinite(lift).any():
         return Measurement.skip(_NO_DISTRACTOR)
-    m = Measurement(figures={"distractor lift": _mean_estimate(run, o, lift)},
+    m = Measurement(figures={"distractor lift": _mean_estimate(ev, o, lift)},
                     n=int(np.isfinite(lift).any(axis=0).sum()))
     m.detail = (f"Per S1+S2 replicate and correctly classified test example whose distractor "
                 f"lies over an octave from its technique's rate: the share of the absolute "
@@ -330,18 +330,18 @@ DISTRACTOR_CONTROLS = (("oracle_rate", True), ("adversary_distractor", False))
        "accepts a planted model that uses each example's rate and rejects one that uses "
        "the distractor", unit="planted controls",
        bounds=_control_bounds(IGNORES_DISTRACTOR, DISTRACTOR_CONTROLS))
-def ignores_distractor_controls(run) -> Measurement:
+def ignores_distractor_controls(ev) -> Measurement:
     """Planted occlusion drops through the criterion of model.ignores_distractor."""
-    o = occlusion(run)
-    scoring = _distractor_scoring(run, o)
+    o = occlusion(ev)
+    scoring = _distractor_scoring(ev, o)
     if scoring is None:
         return Measurement.skip(_NO_DISTRACTOR)
-    targets = _planted_targets(run, o)
-    lifts = {name: _distractor_lift(o, planted_drops(o, targets[name], run.settings.seed),
+    targets = _planted_targets(ev, o)
+    lifts = {name: _distractor_lift(o, planted_drops(o, targets[name], ev.seed),
                                     scoring) for name, _ in DISTRACTOR_CONTROLS}
     if not all(np.isfinite(lift).any() for lift in lifts.values()):
         return Measurement.skip(_NO_DISTRACTOR)
-    figures = {f"{name}: {IGNORES_DISTRACTOR.figure}": _mean_estimate(run, o, lift)
+    figures = {f"{name}: {IGNORES_DISTRACTOR.figure}": _mean_estimate(ev, o, lift)
                for name, lift in lifts.items()}
     m = Measurement(figures=figures, n=int(scoring[0].sum()))
     m.detail = ("Planted mechanisms in place of the model's occlusion drops, on the same "

@@ -27,8 +27,8 @@ def _register(fam) -> None:
     @claim(f"power.{fam.id}", title=f"The criterion of {fam.id} accepts its planted oracle "
            "and rejects its planted adversaries", unit="planted controls",
            bounds=power_bounds(fam))
-    def measure(run):
-        return power_measurement(run, fam)
+    def measure(ev):
+        return power_measurement(ev, fam)
 
     measure.__doc__ = f"Planted controls on the criterion of {fam.id}: {controls}."
 

@@ -112,8 +112,8 @@ def _rate_rho(peak_hz, told_hz, classes) -> float:
 
 
 # -------------------------------------------------------------- localisation --
-def _localisation(run) -> FamilyResult:
-    v = view(run)
+def _localisation(ev) -> FamilyResult:
+    v = view(ev)
     if not v.known(v.rate).any():
         return FamilyResult(not_applicable="the data set has no per-example modulation rate")
     tol = pr.RATE_TOL_OCTAVES
@@ -154,34 +154,32 @@ def _localisation(run) -> FamilyResult:
         "shuffled (a map that knows only the class scores 0), macro-averaged over classes; "
         "interval: crossed bootstrap over replicates and examples.")
     out.detail += v.rate_note
-    estimated_rate_attenuation(v, LOCALISATION, out, run.settings.seed, _localisation_lift)
+    estimated_rate_attenuation(v, LOCALISATION, out, ev.seed, _localisation_lift)
     out.tables.append(([{"explainer": n, **{k: round(x.value, 4)
                                             for k, x in out.figures[n].items()}}
                         for n in out.values], "Hit rates per explainer (macro over classes)"))
-    out.plots.append(lambda composite: _figure1(run, v, composite))
+    out.plots.append(lambda composite: _figure1(ev, v, composite))
     return out
 
 
-def _figure1(run, v: View, composite: str):
+def _figure1(ev, v: View, composite: str):
     """Draw the paper's Fig. 1 analogue (replicate 0, one example per class, A4-nearest).
 
     Attached to the paper's text reading only: every reading's map is in it.
     """
     if composite != PAPER_TEXT_READING:
         return None
-    from pmt_core.data.sources import example_audio
     from pmt_core.figures.paper import LocalExample, figure1, pick_examples
 
     picks = pick_examples(v.class_names, v.true, v.pred[0], v.f0)
-    rows = run.data.frame.iloc[run.data.index("test")].reset_index(drop=True)
-    cfg = run.scattering_config
+    rows = ev.data.frame.iloc[ev.data.index("test")].reset_index(drop=True)
+    cfg = ev.scattering_config
     examples = {}
     for name, i in picks.items():
         if i is None:
             examples[name] = None
             continue
-        # one clip's audio (synthesis or a file read) for the spectrogram panel
-        audio = example_audio(rows.iloc[i], cfg.sample_rate, cfg.n_samples)
+        audio = ev.test_clip(i)  # for the spectrogram panel
         examples[name] = LocalExample(
             technique=name, audio=np.asarray(audio, float), sample_rate=cfg.sample_rate,
             f0_hz=float(v.f0[i]) if v.f0 is not None else math.nan,
@@ -217,9 +215,9 @@ LOCALISATION = family(Family(
        params={"composite": COMPOSITES}, unit="hit rate minus the permuted-rate hit rate",
        paper="relevance is localised around the modulation rate (e.g. 8 Hz trill, 32 Hz "
              "flatterzunge), section 4.2", bounds=reading_bounds(LOCALISATION))
-def localisation(run, composite):
+def localisation(ev, composite):
     """Lift of the peak's hit rate over the within-class permuted rates, per explainer."""
-    return reading_measurement(run, LOCALISATION, composite)
+    return reading_measurement(ev, LOCALISATION, composite)
 
 
 # ------------------------------------------------------------- peak modulation --
@@ -239,8 +237,8 @@ def _ordered_share(class_names):
     return share
 
 
-def _peak_modulation(run) -> FamilyResult:
-    v = view(run)
+def _peak_modulation(ev) -> FamilyResult:
+    v = view(ev)
     if not v.known(v.rate).any():
         return FamilyResult(not_applicable="the data set has no per-example modulation rate")
     out = FamilyResult(strata=v.true)
@@ -258,7 +256,7 @@ def _peak_modulation(run) -> FamilyResult:
         # rounding of training (seed 0: 0.6 on one machine, 1.0 under --perturb ulp).
         out.figures[name] = {"ordered pairs": crossed_t(
             (peaks_hz, v.classes), _ordered_share(v.class_names), strata=v.true,
-            seed=run.settings.seed, n_draws=ORDER_DRAWS)}
+            seed=ev.seed, n_draws=ORDER_DRAWS)}
         if name in COMPOSITES:
             out.tables.append((rows, f"{name}: class medians of the peak lambda2 (all "
                                      "replicates), pairs the a-priori bands order"))
@@ -271,7 +269,7 @@ def _peak_modulation(run) -> FamilyResult:
         "(pmt_core.techniques.MODULATION_BAND_HZ, fixed before any data) do not overlap "
         "must be ordered as the bands by the class medians of the peak.")
     out.detail += v.rate_note
-    estimated_rate_attenuation(v, PEAK_MODULATION, out, run.settings.seed, _rate_rho)
+    estimated_rate_attenuation(v, PEAK_MODULATION, out, ev.seed, _rate_rho)
 
     def plot(composite):
         peaks = np.exp2(out.values[composite][0])
@@ -288,11 +286,11 @@ def _peak_modulation(run) -> FamilyResult:
                 "within each class. Bars on the x axis: each technique's a-priori band.")
 
     out.plots.append(plot)
-    out.plots.append(lambda composite: _figure2(run, v, composite))
+    out.plots.append(lambda composite: _figure2(ev, v, composite))
     return out
 
 
-def _figure2(run, v: View, composite: str):
+def _figure2(ev, v: View, composite: str):
     """Draw the paper's Fig. 2 analogue (replicate 0): class aggregates (Eq. 13)."""
     if composite != PAPER_TEXT_READING:
         return None
@@ -329,9 +327,9 @@ PEAK_MODULATION = family(Family(
        unit="within-class Spearman rho (peak lambda2, rate)",
        paper="'8 Hz trill, 32 Hz flatterzunge' (section 4.2)",
        bounds=reading_bounds(PEAK_MODULATION))
-def peak_modulation(run, composite):
+def peak_modulation(ev, composite):
     """Within-class rank correlation of the peak lambda2 with the true rate."""
-    return reading_measurement(run, PEAK_MODULATION, composite)
+    return reading_measurement(ev, PEAK_MODULATION, composite)
 
 
 # -------------------------------------------------------------- pitch invariance --
@@ -356,8 +354,8 @@ def _pitch_peaks(v: View, maps: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def _pitch(run) -> FamilyResult:
-    v = view(run)
+def _pitch(ev) -> FamilyResult:
+    v = view(ev)
     if not v.known(v.f0).any():
         return FamilyResult(not_applicable="the data set has no per-example pitch (f0_hz)")
     out = FamilyResult(strata=v.true)
@@ -366,7 +364,7 @@ def _pitch(run) -> FamilyResult:
     for name, per_rep in v.maps.items():
         peaks = np.stack([_pitch_peaks(v, per_rep[r], r) for r in range(v.n_rep)])
         results = EQ.class_slopes(peaks, log2_f0, v.true, v.class_names,
-                                  seed=run.settings.seed)
+                                  seed=ev.seed)
         largest, smallest = EQ.combine(results)
         out.estimates[name] = largest
         out.values[name] = ()
@@ -492,14 +490,14 @@ PITCH = family(Family(
        unit="largest class slope of log2 peak lambda2 on log2 f0",
        paper="'high values at the modulation rate of the playing techniques across pitch' "
              "(section 4.3)", bounds=reading_bounds(PITCH))
-def pitch_invariance(run, composite):
+def pitch_invariance(ev, composite):
     """Largest and smallest class slope of log2 peak lambda2 on log2 f0 (TOST)."""
-    return reading_measurement(run, PITCH, composite)
+    return reading_measurement(ev, PITCH, composite)
 
 
 # ------------------------------------------------------------------- S1 share --
-def _s1_share(run) -> FamilyResult:
-    v = view(run)
+def _s1_share(ev) -> FamilyResult:
+    v = view(ev)
     out = FamilyResult(strata=v.true, n=v.n)
     for name, per_rep in v.maps.items():
         out.values[name] = (np.stack([R.s1_share(m, v.paths) for m in per_rep]),)
@@ -526,21 +524,21 @@ S1_SHARE = family(Family(
        params={"composite": COMPOSITES}, unit="median share of |relevance| on S1",
        paper="S1 'exhibits low relevance values for all PMTs as compared to S2' (4.2)",
        bounds=reading_bounds(S1_SHARE))
-def s1_share(run, composite):
+def s1_share(ev, composite):
     """Median share of |relevance| on the S1 paths."""
-    return reading_measurement(run, S1_SHARE, composite)
+    return reading_measurement(ev, S1_SHARE, composite)
 
 
 # --------------------------------------------------------- energy correlation --
-def _energy(run) -> FamilyResult:
-    v = view(run)
+def _energy(ev) -> FamilyResult:
+    v = view(ev)
     out = FamilyResult(strata=v.true, n=v.n)
     for name, per_rep in v.maps.items():
         signed = np.stack([R.rowwise_spearman(m, v.energy) for m in per_rep])
         absolute = np.stack([R.rowwise_spearman(np.abs(m), v.energy) for m in per_rep])
         out.values[name] = (signed,)
         out.figures[name] = {"median rho |R|": crossed_t(
-            (absolute,), _median, strata=v.true, seed=run.settings.seed)}
+            (absolute,), _median, strata=v.true, seed=ev.seed)}
     out.detail = ("Per test example, Spearman rho between the time-averaged relevance and "
                   "the time-averaged raw scattering coefficients (kymatio's per-path scale "
                   "undone) over all paths; median over examples and replicates. Also on "
@@ -567,21 +565,21 @@ ENERGY = family(Family(
        unit="median Spearman rho (relevance, energy)",
        paper="'relevance values do not positively correlate with scattering energy' (4.2)",
        bounds=reading_bounds(ENERGY))
-def energy_correlation(run, composite):
+def energy_correlation(ev, composite):
     """Median per-example rank correlation of relevance with raw scattering energy."""
-    return reading_measurement(run, ENERGY, composite)
+    return reading_measurement(ev, ENERGY, composite)
 
 
 # ------------------------------------------------------------------ distractor --
-def _distractor(run) -> FamilyResult:
-    v = view(run)
+def _distractor(ev) -> FamilyResult:
+    v = view(ev)
     if not v.known(v.distractor).any() or not v.known(v.rate).any():
         return FamilyResult(not_applicable="the data set records no distractor modulation "
                                            "(distractor_rate_hz)")
     tol = pr.DISTRACTOR_TOL_OCTAVES
     apart, random_rates = R.distractor_scoring(
         v.distractor, v.rate, np.where(v.paths.second_order, v.paths.modulation_hz, np.nan),
-        tol, run.settings.seed)
+        tol, ev.seed)
     out = FamilyResult(strata=v.true)
     out.n = int(apart.sum())
     for name, per_rep in v.maps.items():
@@ -624,8 +622,8 @@ DISTRACTOR = family(Family(
        "class-independent distractor modulation", params={"composite": COMPOSITES},
        unit="relevance share at the distractor over random rates",
        bounds=reading_bounds(DISTRACTOR))
-def distractor(run, composite):
+def distractor(ev, composite):
     """Relevance share near the distractor's rate over the share near random rates."""
-    return reading_measurement(run, DISTRACTOR, composite)
+    return reading_measurement(ev, DISTRACTOR, composite)
 
 __all__ = ["COMPOSITES", "PAPER_TEXT_READING", "View", "view"]

@@ -32,14 +32,14 @@ _macro = MacroMean()
 _mean = MeanOfFinite()
 
 
-def _agreement_with_use(run) -> FamilyResult:
+def _agreement_with_use(ev) -> FamilyResult:
     from pmt_core.claims.model import occlusion
 
-    v = view(run)
+    v = view(ev)
     if v.n_rep < 2:
         return FamilyResult(not_applicable="needs at least two replicates: a map is held "
                                            "against its own model's use and the others'")
-    o = occlusion(run)
+    o = occlusion(ev)
     # every replicate explains the same (true) class: its drops and maps compare
     agreed = v.correct.all(axis=0)
     out = FamilyResult(strata=v.true, n=int(agreed.sum()))
@@ -53,7 +53,7 @@ def _agreement_with_use(run) -> FamilyResult:
         lift, with_own = model_specific_agreement(per_rep, own)
         out.values[name] = (lift, v.classes)
         out.figures[name] = {"agreement with its own model's use": crossed_t(
-            (with_own, v.classes), _macro, strata=v.true, seed=run.settings.seed)}
+            (with_own, v.classes), _macro, strata=v.true, seed=ev.seed)}
     out.detail = (
         f"Test examples every replicate classifies correctly ({out.n}): per replicate and "
         f"example, Spearman rho over the {len(o.bands.hz)} lambda2 bands between the map's "
@@ -84,9 +84,9 @@ AGREEMENT = family(Family(
        unit="Spearman rho with own drops minus with other replicates' drops",
        paper="relevance shows what the network uses (sections 4.2-4.3)",
        bounds=reading_bounds(AGREEMENT))
-def agreement_with_use(run, composite):
+def agreement_with_use(ev, composite):
     """Model-specific agreement of a map's band profile with band-occlusion drops."""
-    return reading_measurement(run, AGREEMENT, composite)
+    return reading_measurement(ev, AGREEMENT, composite)
 
 
 # ------------------------------------------------------------ two mechanisms --
@@ -99,15 +99,15 @@ def _one_hot_shares(n_bands: int, band) -> np.ndarray:
     return out
 
 
-def _mechanism(run) -> FamilyResult:
+def _mechanism(ev) -> FamilyResult:
     from pmt_core.explain import mechanism as mech
     from pmt_core.explain.occlusion import band_shares, s2_bands
 
-    stage = run.mechanism
+    stage = ev.mechanism
     if stage is None:
         return FamilyResult(not_applicable="too few lambda2 bands above the techniques' for "
                                            "one tag per class")
-    v = view(run)
+    v = view(ev)
     if not v.known(v.rate).any():
         return FamilyResult(not_applicable="the data set has no per-example modulation rate")
     bands = s2_bands(v.paths)
@@ -168,14 +168,14 @@ MECHANISM = family(Family(
        params={"composite": COMPOSITES}, unit="share contrast between the two models' maps",
        paper="relevance shows what the network uses (sections 4.2-4.3)",
        bounds=reading_bounds(MECHANISM))
-def mechanism(run, composite):
+def mechanism(ev, composite):
     """Contrast of model A's and model B's maps at each model's own mechanism."""
-    return reading_measurement(run, MECHANISM, composite)
+    return reading_measurement(ev, MECHANISM, composite)
 
 
 # ----------------------------------------------------------- kurtosis contrast --
-def _kurtosis(run) -> FamilyResult:
-    v = view(run)
+def _kurtosis(ev) -> FamilyResult:
+    v = view(ev)
     out = FamilyResult(strata=v.true, n=v.n)
     if "epsilon" not in v.maps:
         return FamilyResult(not_applicable="no LRP-epsilon explanations in this run")
@@ -219,6 +219,6 @@ KURTOSIS = family(Family(
        unit="mean kurtosis difference (composite - LRP-epsilon)",
        paper="LRP-eps 13.82 (sd 8.81); LRP-[eps, z+] 19.22 (sd 13.72)",
        bounds=reading_bounds(KURTOSIS))
-def kurtosis_contrast(run, composite):
+def kurtosis_contrast(ev, composite):
     """Mean per-example kurtosis of the composite's maps minus LRP-epsilon's."""
-    return reading_measurement(run, KURTOSIS, composite)
+    return reading_measurement(ev, KURTOSIS, composite)

@@ -23,28 +23,28 @@ PAPER_TEXT_READING = next((n for n in COMPOSITES if EXPLAINERS[n].reading == "pa
 class View:
     """Test-split arrays the relevance families share (one per run, memoised)."""
 
-    def __init__(self, run):
-        models = run.models.replicates["s1s2"]
-        self.paths = run.compression.paths
-        self.class_names = tuple(run.data.class_names)
+    def __init__(self, ev):
+        models = ev.models.replicates["s1s2"]
+        self.paths = ev.compression.paths
+        self.class_names = tuple(ev.data.class_names)
         self.true = np.asarray(models[0].test_true, dtype=int)
         self.pred = np.stack([np.asarray(m.test_pred, dtype=int) for m in models])
         self.correct = self.pred == self.true[None, :]
         self.n_rep, self.n = self.pred.shape
         self.classes = np.broadcast_to(self.true, self.pred.shape).astype(float)
-        self.rate = run.rates.of("test")
+        self.rate = ev.rates.of("test")
         #: appended to the detail of every claim that reads the rates
-        self.rate_note = run.rates.note("test")
+        self.rate_note = ev.rates.note("test")
         #: the rates are the estimator's (the data record none)
-        self.rates_estimated = run.rates.source == "estimated"
-        self.f0 = run.data.column("f0_hz", "test")
-        self.distractor = run.data.column("distractor_rate_hz", "test")
+        self.rates_estimated = ev.rates.source == "estimated"
+        self.f0 = ev.data.column("f0_hz", "test")
+        self.distractor = ev.data.column("distractor_rate_hz", "test")
         # the explainers' maps, and the planted controls of the power claims
-        self.maps = {**run.explanations.maps, **planted_controls(self, run.settings.seed)}
-        self.energy = run.test_energy
+        self.maps = {**ev.explanations.maps, **planted_controls(self, ev.seed)}
+        self.energy = ev.test_energy
         # time-averaged compressed inputs and their training mean: peak presence
-        self.inputs = run.test_inputs("s1s2").double().mean(dim=-1).numpy()
-        self.input_mean = run.input_statistics[0]
+        self.inputs = ev.test_inputs("s1s2").double().mean(dim=-1).numpy()
+        self.input_mean = ev.input_statistics[0]
 
     def known(self, column) -> np.ndarray:
         """(n,) bool: the column is finite and positive."""
@@ -58,9 +58,9 @@ class View:
         return [(k, n) for k, n in enumerate(self.class_names) if np.any(self.true == k)]
 
 
-def view(run) -> View:
+def view(ev) -> View:
     """Return the run's :class:`View` (computed once)."""
-    return run.memo("relevance_view", lambda: View(run))
+    return ev.memo("relevance_view", lambda: View(ev))
 
 
 def planted_map(v: View, target_hz) -> np.ndarray:

@@ -14,8 +14,8 @@
 All on the run's sanity examples (:meth:`pmt_core.run.Run.sanity_index`), for
 every S1+S2 replicate, with each replicate's predicted class as target. The maps
 and curves are the run's sanity stage (:mod:`pmt_core.run.sanity`:
-``run.sanity_deletion``, ``run.sanity_randomisation``,
-``run.sanity_data_randomisation``); this module computes their statistics only.
+read as ``ev.sanity_deletion``, ``ev.sanity_randomisation`` and
+``ev.sanity_data_randomisation``); this module computes their statistics only.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ _mean = MeanOfFinite()
 
 
 # -------------------------------------------------------------------- deletion --
-def _deletion(run) -> FamilyResult:
-    stage = run.sanity_deletion
+def _deletion(ev) -> FamilyResult:
+    stage = ev.sanity_deletion
     idx = stage.index
-    models = run.models.replicates["s1s2"]
+    models = ev.models.replicates["s1s2"]
     out = FamilyResult(strata=models[0].test_true[idx], n=len(idx))
     curves = {}
     for name in stage.morf:
@@ -102,9 +102,9 @@ DELETION = family(Family(
        "lowers the logit more than deleting those it ranks last, beyond every null",
        params={"composite": COMPOSITES}, unit="AOPC(MoRF) - AOPC(LeRF), logit units",
        bounds=reading_bounds(DELETION))
-def deletion(run, composite):
+def deletion(ev, composite):
     """Mean per-example AOPC gap between most- and least-relevant-first deletion."""
-    return reading_measurement(run, DELETION, composite)
+    return reading_measurement(ev, DELETION, composite)
 
 
 # ------------------------------------------------------------- randomisation --
@@ -114,21 +114,21 @@ def _rho_values(trained, other):
     return signed, absolute
 
 
-def _randomisation(run) -> FamilyResult:
-    stage = run.sanity_randomisation
+def _randomisation(ev) -> FamilyResult:
+    stage = ev.sanity_randomisation
     idx, layers = stage.index, stage.layers
-    models = run.models.replicates["s1s2"]
+    models = ev.models.replicates["s1s2"]
     out = FamilyResult(strata=models[0].test_true[idx], n=len(idx))
     names = list(stage.randomised)
     signed = {n: [] for n in names}
     absolute = {n: [] for n in names}
     for n in names:
         for r, randomised in enumerate(stage.randomised[n]):
-            s, a = _rho_values(run.explanations.maps[n][r][idx], randomised)
+            s, a = _rho_values(ev.explanations.maps[n][r][idx], randomised)
             signed[n].append(s)
             absolute[n].append(a)
     # replicate 0, every stage: (stages, n) abs rho
-    trained = {n: run.explanations.maps[n][0][idx] for n in COMPOSITES}
+    trained = {n: ev.explanations.maps[n][0][idx] for n in COMPOSITES}
     stages = {n: [np.stack([_rho_values(trained[n], maps)[1] for maps in stage.cascade[n]])]
               for n in COMPOSITES}
     for n in names:
@@ -186,18 +186,18 @@ MODEL_RANDOMISATION = family(Family(
        "every layer of the network is re-initialised, in magnitude and in sign",
        params={"composite": COMPOSITES}, unit="mean Spearman rho of |maps|, trained vs "
        "randomised", bounds=reading_bounds(MODEL_RANDOMISATION))
-def model_randomisation(run, composite):
+def model_randomisation(ev, composite):
     """Rank correlation of the trained and fully randomised models' |maps|."""
-    return reading_measurement(run, MODEL_RANDOMISATION, composite)
+    return reading_measurement(ev, MODEL_RANDOMISATION, composite)
 
 
-def _data_randomisation(run) -> FamilyResult:
-    stage = run.sanity_data_randomisation
+def _data_randomisation(ev) -> FamilyResult:
+    stage = ev.sanity_data_randomisation
     idx = stage.index
-    models = run.models.replicates["s1s2"]
+    models = ev.models.replicates["s1s2"]
     out = FamilyResult(strata=models[0].test_true[idx], n=len(idx))
     for n, per_model in stage.maps.items():
-        out.values[n] = (np.stack([_rho_values(run.explanations.maps[n][r][idx], maps)[1]
+        out.values[n] = (np.stack([_rho_values(ev.explanations.maps[n][r][idx], maps)[1]
                                    for r, maps in enumerate(per_model)]),)
     out.detail = (f"{stage.n_models} S1+S2 model(s) trained on shuffled training (and "
                   "validation) labels with replicate k's seed, explained on the sanity "
@@ -220,9 +220,9 @@ DATA_RANDOMISATION = family(Family(
        "network trained on shuffled labels", params={"composite": COMPOSITES},
        unit="mean Spearman rho of |maps|, trained vs shuffled-label model",
        bounds=reading_bounds(DATA_RANDOMISATION))
-def data_randomisation(run, composite):
+def data_randomisation(ev, composite):
     """Rank correlation of |maps| of the trained and the shuffled-label models."""
-    return reading_measurement(run, DATA_RANDOMISATION, composite)
+    return reading_measurement(ev, DATA_RANDOMISATION, composite)
 
 
 __all__ = ["COMPOSITES"]

@@ -30,11 +30,11 @@ def _peak_rows(checks):
                Within("first-order paths", th.EXPECTED_FIRST_ORDER_PATHS,
                       th.EXPECTED_FIRST_ORDER_PATHS),
                Within("frames", th.EXPECTED_FRAMES, th.EXPECTED_FRAMES)])
-def shape(run) -> Measurement:
+def shape(ev) -> Measurement:
     """Paths and frames of the features at the paper's scattering setting."""
-    if run.scattering_config != ScatteringConfig():
+    if ev.scattering_config != ScatteringConfig():
         return Measurement.skip("the profile's scattering setting is not the paper's")
-    values, paths = run.features.result.values, run.features.result.paths
+    values, paths = ev.features.result.values, ev.features.result.paths
     return Measurement(figures={"paths": exact(values.shape[1]),
                                 "first-order paths": exact(int(paths.first_order.sum())),
                                 "frames": exact(values.shape[2])},
@@ -43,13 +43,13 @@ def shape(run) -> Measurement:
                               "frequency >= 32 Hz kept, order 0 dropped (method.md section 1).")
 
 
-def _checks(run, kind: str):
-    t = run.theory
+def _checks(ev, kind: str):
+    t = ev.theory
     d = t.design
     if kind == "am":
         return [theory.check_s2_peak(t.am[i], t.paths, d.carrier_hz[i], d.modulation_hz[i])
                 for i in range(len(d))]
-    q1 = run.scattering_config.Q[0]
+    q1 = ev.scattering_config.Q[0]
     return [theory.check_s2_peak(t.fm[i], t.paths, d.carrier_hz[i], d.modulation_hz[i],
                                  carrier_band_hz=theory.fm_carrier_band(
                                      d.carrier_hz[i], d.deviation_hz[i], q1))
@@ -60,12 +60,12 @@ def _checks(run, kind: str):
        "nearest (w1, w2)", paper="theory: every tone (Anden & Mallat 2014)", unit="hit rate",
        bounds=[AtLeast("hit rate", th.AM_PEAK_MIN_HIT_RATE,
                        why="theory predicts 1; one miss in twenty tolerated")])
-def am_peak(run) -> Measurement:
+def am_peak(ev) -> Measurement:
     """Share of the AM test tones whose largest S2 coefficient sits at (w1, w2)."""
-    if len(run.theory.design) == 0:
+    if len(ev.theory.design) == 0:
         return Measurement.skip("no test tone fits this scattering setting's filter bank")
-    checks = _checks(run, "am")
-    t = run.theory
+    checks = _checks(ev, "am")
+    t = ev.theory
     outside = theory.check_s2_peak(t.outside, t.paths, *theory.OUTSIDE_DOMAIN_CASE[:2])
     m = Measurement(figures={"hit rate": exact(np.mean([c.hit for c in checks]), len(checks))},
                     n=len(checks))
@@ -87,12 +87,12 @@ def am_peak(run) -> Measurement:
        "~ w2, lambda1 in the FM band", paper="theory: every tone", unit="hit rate",
        bounds=[AtLeast("hit rate", th.FM_PEAK_MIN_HIT_RATE,
                        why="theory predicts 1; one miss in twenty tolerated")])
-def fm_peak(run) -> Measurement:
+def fm_peak(ev) -> Measurement:
     """Share of the FM test tones whose largest S2 coefficient lies at (FM band, w2)."""
-    if len(run.theory.design) == 0:
+    if len(ev.theory.design) == 0:
         return Measurement.skip("no test tone fits this scattering setting's filter bank")
-    checks = _checks(run, "fm")
-    q1 = run.scattering_config.Q[0]
+    checks = _checks(ev, "fm")
+    q1 = ev.scattering_config.Q[0]
     m = Measurement(figures={"hit rate": exact(np.mean([c.hit for c in checks]), len(checks))},
                     n=len(checks))
     m.detail = (f"{sum(c.hit for c in checks)}/{len(checks)} hits; lambda1 must fall in "
@@ -106,9 +106,9 @@ def fm_peak(run) -> Measurement:
        bounds=[AtMost("median relative error", th.AM_RATIO_MAX_MEDIAN_REL_ERROR,
                       why="about twice the worst median measured; 0.99+ without the "
                           "kymatio scale fix")])
-def am_ratio_theory(run) -> Measurement:
+def am_ratio_theory(ev) -> Measurement:
     """Median over AM tones of |measured S2/S1 / predicted - 1| at the peak path."""
-    t = run.theory
+    t = ev.theory
     d = t.design
     if len(d) == 0:
         return Measurement.skip("no test tone fits this scattering setting's filter bank")
@@ -116,7 +116,7 @@ def am_ratio_theory(run) -> Measurement:
     for i in range(len(d)):
         peak = theory.check_s2_peak(t.am[i], t.paths, d.carrier_hz[i], d.modulation_hz[i]
                                     ).peak_path
-        predicted = theory.am_ratio_prediction(t.paths, run.scattering_config, peak,
+        predicted = theory.am_ratio_prediction(t.paths, ev.scattering_config, peak,
                                                d.modulation_hz[i], d.depth[i])
         measured = theory.am_ratio_measured(t.am[i], t.paths, peak)
         rows.append({"w1 (Hz)": d.carrier_hz[i], "w2 (Hz)": d.modulation_hz[i],
@@ -124,7 +124,7 @@ def am_ratio_theory(run) -> Measurement:
                      "relative error": abs(measured / predicted - 1)})
     errors = np.array([r["relative error"] for r in rows])
     median = crossed_t(errors[None, :], lambda a: float(np.median(a[0])),
-                       seed=run.settings.seed)
+                       seed=ev.seed)
     m = Measurement(figures={"median relative error": median}, n=len(errors))
     m.detail = (f"Median {np.median(errors):.3f}, 90th percentile "
                 f"{np.quantile(errors, 0.9):.3f}, max {errors.max():.3f} over {len(errors)} tones "

@@ -168,3 +168,12 @@ def compute_rates(run) -> RateStage:
     with atomic_path(run.report_dir / RATES_CSV) as tmp:
         table.to_csv(tmp, index=False)
     return stage
+
+
+def test_clip(run, position: int) -> np.ndarray:
+    """Return the audio of one test row (synthesised, or read from its file), for figures."""
+    from pmt_core.data.sources import example_audio
+
+    row = run.data.frame.iloc[run.data.index("test")].iloc[position]
+    cfg = run.scattering_config
+    return np.asarray(example_audio(row, cfg.sample_rate, cfg.n_samples), dtype=float)

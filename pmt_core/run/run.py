@@ -163,6 +163,10 @@ class Run:
         """The data set with its split (written to ``report_dir/split.csv``)."""
         return _data.compute_data(self)
 
+    def test_clip(self, position: int) -> np.ndarray:
+        """Audio of one test row, by test position (:func:`pmt_core.run.data.test_clip`)."""
+        return _data.test_clip(self, position)
+
     @cached_property
     def features(self):
         """Raw scattering coefficients and descriptors of every example."""
