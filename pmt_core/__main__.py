@@ -192,7 +192,7 @@ def claims_listing(group: str | None = None) -> list[dict]:
     ``paper``, ``unit``, ``role`` (gate or finding), ``family_size`` (its Holm
     family) and ``decided_by`` (profiles sized to decide it).
     """
-    from pmt_core.claims.core import all_cases
+    from pmt_core.claims.catalogue import all_cases
     from pmt_core.profiles import PROFILES
 
     out = []

@@ -310,7 +310,7 @@ def pytest_generate_tests(metafunc):
     """Parametrise ``claim_case`` over the registry, known failures marked."""
     if "claim_case" not in metafunc.fixturenames:
         return
-    from pmt_core.claims.core import all_cases
+    from pmt_core.claims.catalogue import all_cases
 
     marker = metafunc.definition.get_closest_marker(CLAIMS_MARKER)
     group = (marker.args[0] if marker and marker.args else

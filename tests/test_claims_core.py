@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pmt_core.claims import core
+from pmt_core.claims.catalogue import all_cases
 from pmt_core.claims.core import (
     HOLDS,
     INCONCLUSIVE,
@@ -16,7 +17,6 @@ from pmt_core.claims.core import (
     AtMost,
     Measurement,
     Within,
-    all_cases,
     evaluate,
 )
 from pmt_core.claims.evidence import Evidence
@@ -71,7 +71,6 @@ def test_bar_may_depend_on_the_run():
 @pytest.fixture
 def scratch_registry(monkeypatch):
     monkeypatch.setattr(core, "CLAIMS", {})
-    monkeypatch.setattr(core, "_load_claim_modules", lambda: None)
     return core.CLAIMS
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from pmt_core.claims.core import evaluate, get_case
+from pmt_core.claims.catalogue import get_case
+from pmt_core.claims.core import evaluate
 from pmt_core.claims.evidence import Evidence, MissingEvidence, evidence_of, lazy
 
 

@@ -156,16 +156,6 @@ def test_importing_the_package_leaves_the_matplotlib_backend_alone():
 
 
 # ------------------------------------------------------------ import circles --
-#: Import edges that knowingly close a circle, as (importer, imported). Each is
-#: removed from the graph before circles are sought, so any *other* circle fails.
-ALLOWED_CIRCLE_EDGES = {
-    # The claim registry: claims.core's all_cases() loads every claim module on
-    # first use (a function-level import of claims.catalogue, which imports the
-    # claim modules, which import claims.core). claims/core.py is being edited
-    # elsewhere (issue 23); breaking this means the registry no longer loading
-    # its own modules (e.g. the callers importing the catalogue).
-    ("pmt_core.claims.core", "pmt_core.claims.catalogue"),
-}
 
 
 def _module_names() -> dict[str, Path]:
@@ -276,10 +266,6 @@ def test_the_circle_finder_finds_circles():
 
 def test_no_import_circle_among_the_modules():
     graph = _import_graph()
-    for importer, imported in ALLOWED_CIRCLE_EDGES:
-        assert imported in graph.get(importer, set()), (
-            f"{importer} no longer imports {imported}: remove it from ALLOWED_CIRCLE_EDGES")
-        graph[importer].discard(imported)
     circles = [" -> ".join(_one_circle(graph, c)) for c in _circles(graph)]
     assert not circles, "import circles (break them; a lazy import still counts):\n" + "\n".join(
         circles)

@@ -97,7 +97,8 @@ def test_no_cache_trains(monkeypatch):
 
 @pytest.mark.slow
 def test_a_second_run_loads_every_model_and_gives_the_same_figures(tmp_path, monkeypatch):
-    from pmt_core.claims.core import all_cases, evaluate
+    from pmt_core.claims.catalogue import all_cases
+    from pmt_core.claims.core import evaluate
     from pmt_core.run import run_stages
 
     cache = str(tmp_path / "cache")

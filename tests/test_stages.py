@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from pmt_core.claims.core import VERDICTS, all_cases, evaluate
+from pmt_core.claims.catalogue import all_cases
+from pmt_core.claims.core import VERDICTS, evaluate
 from pmt_core.report.records import evaluation_record, to_jsonable
 from pmt_core.run import Run, RunSettings, replicate_seeds, run_stages
 
@@ -164,7 +165,8 @@ def test_rate_claims_run_on_estimated_rates_and_say_so(tmp_path):
     # A data set without rates: the rate claims read run.rates (here the recorded
     # rates planted as confident estimates, since smoke clips are too short to
     # estimate), score examples, and say in their detail where the rates came from.
-    from pmt_core.claims.core import NOT_APPLICABLE, get_case
+    from pmt_core.claims.catalogue import get_case
+    from pmt_core.claims.core import NOT_APPLICABLE
     from pmt_core.run import RateStage
 
     run = Run(RunSettings(profile="smoke", report_dir=str(tmp_path)), progress=False)
@@ -189,7 +191,8 @@ def test_rate_claims_run_on_estimated_rates_and_say_so(tmp_path):
 def test_shortcut_guard_without_twins_is_not_applicable_and_says_why(tmp_path):
     # Recordings have no twins; on the data the descriptors see the modulation too,
     # so a bound read there would fail whatever the data (0.45 on the ci set).
-    from pmt_core.claims.core import NOT_APPLICABLE, get_case
+    from pmt_core.claims.catalogue import get_case
+    from pmt_core.claims.core import NOT_APPLICABLE
 
     run = Run(RunSettings(profile="smoke", report_dir=str(tmp_path)), progress=False)
     run.__dict__["twin_descriptors"] = None

@@ -8,32 +8,18 @@
 declares the claims themselves (``catalogue`` imports them all).
 """
 
-from pmt_core.claims.core import (
-    CLAIMS,
-    AtLeast,
-    AtMost,
-    Bound,
-    ClaimCase,
-    Measurement,
-    Within,
-    all_cases,
-    claim,
-    evaluate,
-    get_case,
-)
-from pmt_core.stats.intervals import Estimate
+from pmt_core.infra.lazy import lazy_names
 
-__all__ = [
-    "CLAIMS",
-    "AtLeast",
-    "AtMost",
-    "Bound",
-    "ClaimCase",
-    "Estimate",
-    "Measurement",
-    "Within",
-    "all_cases",
-    "claim",
-    "evaluate",
-    "get_case",
-]
+#: Public name -> the module that defines it (loaded on first use, PEP 562: the
+#: catalogue imports every claim module).
+_PUBLIC = {
+    **dict.fromkeys(("CLAIMS", "AtLeast", "AtMost", "Bound", "ClaimCase", "Measurement",
+                     "Within", "claim", "evaluate"), "pmt_core.claims.core"),
+    **dict.fromkeys(("all_cases", "get_case"), "pmt_core.claims.catalogue"),
+    **dict.fromkeys(("Evidence", "evidence_of", "lazy"), "pmt_core.claims.evidence"),
+    "Estimate": "pmt_core.stats.intervals",
+}
+
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)
+
+__all__ = sorted(_PUBLIC)

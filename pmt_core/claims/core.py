@@ -60,10 +60,8 @@ __all__ = [
     "ClaimSpec",
     "Measurement",
     "Within",
-    "all_cases",
     "claim",
     "evaluate",
-    "get_case",
     "measure",
 ]
 
@@ -431,32 +429,6 @@ def claim(claim_id: str, *, title: str, group: str | None = None, bounds: Sequen
         return measure
 
     return register
-
-
-def all_cases(group: str | None = None) -> list[ClaimCase]:
-    """Every registered claim case (of one group), in registration order."""
-    _load_claim_modules()
-    return [case for spec in CLAIMS.values() if group in (None, spec.group)
-            for case in spec.cases()]
-
-
-def get_case(claim_id: str) -> ClaimCase:
-    """Return the case with this id.
-
-    Raises
-    ------
-    KeyError
-        When no registered claim has that id.
-    """
-    for case in all_cases():
-        if case.id == claim_id:
-            return case
-    raise KeyError(f"no claim {claim_id!r}")
-
-
-def _load_claim_modules() -> None:
-    # The claim modules register themselves on import.
-    from pmt_core.claims import catalogue  # noqa: F401
 
 
 # -------------------------------------------------------------- evaluation --

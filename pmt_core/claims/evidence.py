@@ -7,7 +7,8 @@ on first use, so a claim that reads only the LRP checks trains nothing more.
 
 A notebook evaluates the claims on its own products by building one::
 
-    from pmt_core.claims.core import all_cases, evaluate
+    from pmt_core.claims.catalogue import all_cases
+    from pmt_core.claims.core import evaluate
     from pmt_core.claims.evidence import Evidence, lazy
 
     ev = Evidence(seed=0, dataset="mine", profile="ci", data=my_data,

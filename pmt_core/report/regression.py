@@ -419,7 +419,7 @@ class Comparison:
 @functools.cache
 def _specs() -> dict:
     """Map each claim id to its declaration (every claim module loaded)."""
-    from pmt_core.claims.core import all_cases
+    from pmt_core.claims.catalogue import all_cases
 
     return {case.id: case.spec for case in all_cases()}
 

@@ -57,7 +57,8 @@ def test_explainer(benchmark, device, name, inputs_on, timed):
 
 def test_claim_stage_smoke(benchmark, tmp_path):
     """Every claim of a smoke run, its stages computed beforehand (the claims' own cost)."""
-    from pmt_core.claims.core import all_cases, evaluate
+    from pmt_core.claims.catalogue import all_cases
+    from pmt_core.claims.core import evaluate
     from pmt_core.run import run_stages
 
     def claims():
