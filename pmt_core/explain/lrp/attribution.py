@@ -122,7 +122,7 @@ def seed_relevance(out: torch.Tensor, tgt: torch.Tensor, top: str) -> torch.Tens
 
 @dataclass
 class Pass:
-    """One validated, canonized pass: the working copy, its inputs, scores and composite."""
+    """One validated, canonized pass: the working copy, inputs, scores, composite, options."""
 
     work: nn.Module
     spec: CompositeSpec
@@ -134,6 +134,37 @@ class Pass:
     composite: Composite
     n_merged: int
     n_pairs: int
+    top: str
+    batch_size: int
+
+    def backward_batch(self, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run zennit's backward pass on the batch of examples from ``start``.
+
+        The one LRP step that :func:`explain` and
+        :func:`~pmt_core.explain.lrp.conservation` both run, so that the budgets are
+        those of the very pass that gives the maps.
+
+        Parameters
+        ----------
+        start : int
+            Index of the batch's first example (``batch_size`` examples at most).
+
+        Returns
+        -------
+        x : torch.Tensor
+            The batch's input (requires grad).
+        seed : torch.Tensor
+            The top relevance injected at the output (:func:`seed_relevance`).
+        relevance : torch.Tensor
+            The input relevance (the gradient zennit's hooks return at ``x``).
+        """
+        stop = start + self.batch_size
+        x = self.x[start:stop].clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = self.work(x)
+            seed = seed_relevance(out, self.target[start:stop], self.top)
+            (rel,) = torch.autograd.grad(out, x, grad_outputs=seed)
+        return x, seed, rel
 
 
 def open_pass(
@@ -162,7 +193,8 @@ def open_pass(
         first.check_input(spec.name, x_all, resolved)  # the box is stated on x in both modes
     comp = spec.factory(canonizers=canonizers(input_norm), **rule_params)
     n_merged, n_pairs = register_checked(comp, work, probe_input(work, x_all.shape[-1]))
-    return Pass(work, spec, x_all, logits, tgt, resolved, rule_params, comp, n_merged, n_pairs)
+    return Pass(work, spec, x_all, logits, tgt, resolved, rule_params, comp, n_merged, n_pairs,
+                top, batch_size)
 
 
 def _resolve_name(composite, rule):
@@ -248,26 +280,12 @@ def explain(
     is defined on the compressed features (package docstring).
     """
     composite = _resolve_name(composite, rule)
-    run = open_pass(
-        model,
-        features,
-        composite,
-        target,
-        top=top,
-        dtype=dtype,
-        device=device,
-        params=params,
-        input_norm=input_norm,
-        batch_size=batch_size,
-    )
+    run = open_pass(model, features, composite, target, top=top, dtype=dtype, device=device,
+                    params=params, input_norm=input_norm, batch_size=batch_size)
     rel_parts, top_parts = [], []
     try:
         for i in range(0, len(run.x), batch_size):
-            x = run.x[i : i + batch_size].clone().requires_grad_(True)
-            with torch.enable_grad():
-                out = run.work(x)
-                seed = seed_relevance(out, run.target[i : i + batch_size], top)
-                (rel,) = torch.autograd.grad(out, x, grad_outputs=seed)
+            _, seed, rel = run.backward_batch(i)
             rel_parts.append(rel.detach())
             top_parts.append(seed.sum(1))
     finally:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from zennit.types import Activation, AvgPool, BatchNorm, Convolution
 
-from pmt_core.explain.lrp.attribution import open_pass, seed_relevance
+from pmt_core.explain.lrp.attribution import open_pass
 from pmt_core.explain.lrp.composites import CompositeSpec
 from pmt_core.explain.lrp.rules import LAYER_RULE_SPECS, LayerForward
 
@@ -243,18 +243,8 @@ def conservation(
     The model must be a chain of leaf modules (each one's input is the previous
     one's output), as :class:`~pmt_core.model.network.PMTConvNet` is.
     """
-    run = open_pass(
-        model,
-        features,
-        composite,
-        target,
-        top=top,
-        dtype=dtype,
-        device=device,
-        params=params,
-        input_norm=input_norm,
-        batch_size=batch_size,
-    )
+    run = open_pass(model, features, composite, target, top=top, dtype=dtype, device=device,
+                    params=params, input_norm=input_norm, batch_size=batch_size)
     spec = run.spec
     names = {m: n for n, m in run.work.named_modules()}
     parts: list[dict] = []
@@ -275,11 +265,7 @@ def conservation(
                 if next(m.children(), None) is None
             ]
             try:
-                x = run.x[i : i + batch_size].clone().requires_grad_(True)
-                with torch.enable_grad():
-                    out = run.work(x)
-                    seed = seed_relevance(out, run.target[i : i + batch_size], top)
-                    (rel,) = torch.autograd.grad(out, x, grad_outputs=seed)
+                x, seed, rel = run.backward_batch(i)
             finally:
                 for h in handles:
                     h.remove()
