@@ -432,35 +432,10 @@ def explain_recording(
 ) -> AudioExplanation:
     """Classify and explain one recording with a trained checkpoint.
 
-    ``Explainer.load(checkpoint_path, rule, device, any_config).explain(audio_path)``;
-    to explain several recordings, load the :class:`Explainer` once.
-
-    Parameters
-    ----------
-    audio_path : path-like
-        WAV or FLAC; resampled to the checkpoint's rate, averaged to mono.
-    checkpoint_path : path-like
-        A checkpoint from :func:`pmt_core.model.checkpoint.save_checkpoint` (the
-        validation run writes ``reports/models/s1s2.pt``).
-    rule : str
-        Key of :data:`pmt_core.explain.lrp.RULES`.
-    device : str, optional
-        Where to compute (None: CUDA when available).
-    any_config : bool
-        Accept a checkpoint trained on other scattering settings than the paper's
-        (which the suite validates); by default such a checkpoint is refused.
-
-    Returns
-    -------
-    AudioExplanation
-
-    Raises
-    ------
-    ExplainError
-        Missing, damaged or incompatible checkpoint (non-finite weights, repeated
-        classes, non-positive compression means, a path count that does not fit its
-        config: all found before the transform), unknown rule or device,
-        unreadable, empty or silent audio, or a non-finite model output.
+    ``Explainer.load(checkpoint_path, rule, device, any_config).explain(audio_path)``:
+    the parameters, the result and the errors are those of :meth:`Explainer.load`
+    (all checked before the transform) and :meth:`Explainer.explain`. To explain
+    several recordings, load the :class:`Explainer` once.
     """
     return Explainer.load(checkpoint_path, rule, device, any_config).explain(audio_path)
 
