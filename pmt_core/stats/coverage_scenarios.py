@@ -183,24 +183,17 @@ def _peak_rate(rng, lam0, classes, rate=None, shared=None):
     return peak, np.broadcast_to(offsets + x, peak.shape), x, s
 
 
-def _rho_layout(target: float):
-    classes = _class_labels()
-    labels = np.broadcast_to(classes, (N_REPLICATES, classes.size))
-    lam0 = _rho_slope(target)
-    truth = _rho_truth(lam0)
-    statistic = WithinClassRho()
+def _rho_layout(target: float, paired: bool = False):
+    """Simulate the within-class rho (``target``) of the peak-rate model.
 
-    def simulate(rng):
-        peak, rate, _, _ = _peak_rate(rng, lam0, classes)
-        peak = _unscored(rng, peak)
-        est = crossed_t((peak, rate, labels), statistic, strata=classes,
-                        seed=_seed(rng), n_draws=N_VARIANCE_DRAWS_GENERIC)
-        return est, truth
-    return simulate
-
-
-def _paired_rho_layout(target: float):
-    """Simulate a composite (rho ``target``) minus a null (rho 0) on the same cells."""
+    Parameters
+    ----------
+    target : float
+        The true Spearman rho of the explainer (:func:`_rho_slope`).
+    paired : bool
+        Estimate that explainer minus a null (rho 0) scored on the same cells, with
+        the same rates and shared effects, instead of the explainer alone.
+    """
     classes = _class_labels()
     labels = np.broadcast_to(classes, (N_REPLICATES, classes.size))
     lam0 = _rho_slope(target)
@@ -209,6 +202,11 @@ def _paired_rho_layout(target: float):
 
     def simulate(rng):
         peak, rate, x, s = _peak_rate(rng, lam0, classes)
+        if not paired:
+            peak = _unscored(rng, peak)
+            est = crossed_t((peak, rate, labels), statistic, strata=classes,
+                            seed=_seed(rng), n_draws=N_VARIANCE_DRAWS_GENERIC)
+            return est, truth
         null, _, _, _ = _peak_rate(rng, 0.0, classes, rate=x, shared=s)
         scored = rng.random(peak.shape) >= MISSING  # the same cells for both explainers
         peak, null = np.where(scored, peak, np.nan), np.where(scored, null, np.nan)
@@ -365,7 +363,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     *(Scenario("crossed_t within-class rho", f"true rho {rho}, 5 classes 60/50/40/25/25, "
                "R=5, 10 % NaN, strata", _rho_layout(rho), cost=3) for rho in (0.0, 0.3, 0.5)),
     Scenario("paired_t within-class rho", "composite rho 0.5 minus a null's 0, same cells, "
-             "strata", _paired_rho_layout(0.5), cost=6),
+             "strata", _rho_layout(0.5, paired=True), cost=6),
     Scenario("crossed_t median", f"log-normal shares, examples dominate (.1,.7,.3), "
              f"R=5, n={N_EXAMPLES}", _median_layout(0.1, 0.7, 0.3), cost=2.5),
     Scenario("crossed_t median", f"log-normal shares, training dominates (.3,.3,.3), "
