@@ -25,7 +25,12 @@ from pmt_core.model.config import TrainingConfig, TrainResult, check_seed
 from pmt_core.model.ensemble import ReplicateEnsemble
 from pmt_core.model.metrics import macro_accuracy
 from pmt_core.model.network import PMTConvNet
-from pmt_core.model.training import build_lr_scheduler, check_inputs, class_weights, train_model
+from pmt_core.model.training import (
+    build_lr_scheduler,
+    check_training_call,
+    class_weights,
+    train_model,
+)
 
 #: What strategy ``"auto"`` resolves to: the one place the choice lives. Per device
 #: type, the largest number of input paths for which the replicates train as one
@@ -146,13 +151,10 @@ def train_replicates(
     if len(set(seeds)) != len(seeds):
         # Equal seeds give identical replicates: pooling them would overstate the evidence.
         raise ValueError(f"train_replicates(seeds={seeds}): the seeds must be distinct")
-    class_names = tuple(class_names)
-    n_classes = len(class_names)
-    if n_classes < 2:
-        raise ValueError(f"need at least 2 classes, got {class_names}")
     # Checked once for both strategies; train_model's own check is then a no-op.
-    x_train, y_train, x_val, y_val = check_inputs(x_train, y_train, x_val, y_val, n_classes)
-    device = select_device(device)
+    x_train, y_train, x_val, y_val, class_names, device = check_training_call(
+        x_train, y_train, x_val, y_val, class_names, device
+    )
     if strategy == "auto":
         strategy = choose_strategy(device, n_paths=x_train.shape[1])
     configs = [dataclasses.replace(config, seed=s) for s in seeds]

@@ -177,6 +177,35 @@ def check_inputs(x_train, y_train, x_val, y_val, n_classes):
     return x_train, y_train, x_val, y_val
 
 
+def check_training_call(x_train, y_train, x_val, y_val, class_names, device):
+    """Check and convert what :func:`train_model` and ``train_replicates`` both take.
+
+    Parameters
+    ----------
+    x_train, y_train, x_val, y_val, class_names, device
+        As in :func:`train_model`.
+
+    Returns
+    -------
+    x_train, y_train, x_val, y_val
+        As :func:`check_inputs` returns them.
+    class_names : tuple of str
+    device : torch.device
+        The device :func:`~pmt_core.infra.device.select_device` picks.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 classes, or data :func:`check_inputs` refuses.
+    """
+    class_names = tuple(class_names)
+    n_classes = len(class_names)
+    if n_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {class_names}")
+    x_train, y_train, x_val, y_val = check_inputs(x_train, y_train, x_val, y_val, n_classes)
+    return x_train, y_train, x_val, y_val, class_names, select_device(device)
+
+
 def train_model(
     x_train,
     y_train,
@@ -219,12 +248,9 @@ def train_model(
     so the caller's random state is left untouched) and shuffling from its own
     seeded generator. CUDA kernels are not guaranteed deterministic.
     """
-    class_names = tuple(class_names)
-    n_classes = len(class_names)
-    if n_classes < 2:
-        raise ValueError(f"need at least 2 classes, got {class_names}")
-    x_train, y_train, x_val, y_val = check_inputs(x_train, y_train, x_val, y_val, n_classes)
-    device = select_device(device)
+    x_train, y_train, x_val, y_val, class_names, device = check_training_call(
+        x_train, y_train, x_val, y_val, class_names, device
+    )
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         return _train(x_train, y_train, x_val, y_val, class_names, config, device, progress, desc)
