@@ -111,21 +111,10 @@ def check_batch_size(batch_size, name: str = "batch_size") -> int:
 def check_seed(seed, name: str = "seed") -> int:
     """Return ``seed`` as an ``int`` in ``[0, 2**32)``, the range every seeded generator takes.
 
-    Parameters
-    ----------
-    seed : int
-        ``-1`` and ``2**64`` are refused rather than wrapped or truncated, which
-        would give another run than the one asked for without a word.
-    name : str
-        Name of the argument (``"--seed"``).
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    CheckError
+    As :func:`check_int` with those bounds: ``-1`` and ``2**64`` raise
+    :class:`CheckError` rather than being wrapped or truncated, which would give
+    another run than the one asked for without a word. ``name`` is the argument's
+    name (``"--seed"``).
     """
     return check_int(seed, name, minimum=0, maximum=SEED_LIMIT - 1,
                      hint="seeds are integers from 0 to 4294967295 (2**32 - 1)")
