@@ -12,6 +12,7 @@ Subcommands::
     claims [--json] [--group GROUP]
     stats coverage [--json] [--sims N] [--seed S] [--workers W]
     rates errors RATES.csv [--out FILE.json]
+    readme REPORT.json [--readme README.md] [--snapshot FILE.json]
 
 Error contract: a user error (a bad argument, a missing or damaged file, an
 incompatible checkpoint, silent audio, a bad baseline, a folder that is not a
@@ -20,8 +21,9 @@ found by ``baseline compare`` exits with status 1; anything else is a bug and
 keeps its traceback. Inputs are checked before any long work, and no command
 writes over an input or deletes what it did not create: ``explain`` writes only a
 ``.png`` that is not an input (by default ``FILE.relevance.png``, the recording's
-whole name kept), ``baseline update`` replaces only a baseline file, ``cache
-clear`` removes only cache entries.
+whole name kept), ``baseline update`` replaces only a baseline file,
+``readme`` only the marked blocks of the README it is given and an earlier
+snapshot, ``cache clear`` removes only cache entries.
 
 ``explain`` takes files and folders (a folder: its WAV and FLAC files). Every
 path, input and output, and the checkpoint are checked before the first
@@ -167,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("--workers", type=_count, default=2,
                           help="processes (default %(default)s; the figures do not depend "
                                "on it)")
+    readme = commands.add_parser(
+        "readme", help="a run's measured tables as Markdown (the README's are generated so)",
+        description="Print the measured tables of a run's validation.json as Markdown (the "
+                    "scoreboard of the paper's statements; per LRP reading, the physics and "
+                    "model statements); with --readme, replace each generated block of that "
+                    "file, and with --snapshot keep what they were made from (the README's "
+                    "test reads it).")
+    readme.add_argument("report", metavar="REPORT", help="a run's validation.json")
+    readme.add_argument("--readme", default=None, metavar="FILE",
+                        help="replace the blocks between the generated-block markers here")
+    readme.add_argument("--snapshot", default=None, metavar="FILE.json",
+                        help="write what the blocks read here (a new file or an earlier "
+                             "snapshot)")
     rates = commands.add_parser("rates", help="the rate estimator's measured error")
     rates_commands = rates.add_subparsers(dest="rates_command", required=True, metavar="ACTION")
     errors = rates_commands.add_parser(
@@ -441,6 +456,47 @@ def _rates(args) -> int:
     return 0
 
 
+def _readme(args) -> int:
+    from pmt_core.infra.atomic import write_text_atomic
+    from pmt_core.report.markdown import BLOCKS, replace_block, snapshot
+
+    try:
+        report = json.loads(Path(args.report).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _UserError(f"cannot read report {args.report}: {exc}") from exc
+    if not isinstance(report, dict) or not isinstance(report.get("scoreboard"), list):
+        raise _UserError(f"{args.report} is not a validation report (no scoreboard)")
+    blocks = {name: write(report) for name, write in BLOCKS.items()}
+    text = None
+    if args.readme is not None:
+        # every block is checked before anything is written: a file lacking a
+        # block's markers is left as it is
+        try:
+            text = Path(args.readme).read_text(encoding="utf-8")
+            for name, block in blocks.items():
+                text = replace_block(text, name, block)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise _UserError(f"{args.readme}: {exc}") from exc
+    if args.snapshot is not None:
+        out = Path(args.snapshot)
+        if out.exists() and not _is_readme_snapshot(out):
+            raise _UserError(f"{out} exists and is not a README snapshot: not replaced")
+        write_text_atomic(out, json.dumps(snapshot(report), indent=1, allow_nan=False) + "\n")
+    if text is not None:
+        write_text_atomic(args.readme, text)
+        print(f"replaced {len(blocks)} generated blocks of {args.readme}")
+    else:
+        print("\n\n".join(blocks.values()))
+    return 0
+
+
+def _is_readme_snapshot(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format") == "pmt-readme-snapshot"
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
 def _is_error_table(path: Path) -> bool:
     try:
         return {"quantiles", "probabilities"} <= set(json.loads(path.read_text()))
@@ -464,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parser.parse_args(argv)
     handlers = {"explain": _explain, "cache": _cache, "baseline": _baseline, "claims": _claims,
-                "stats": _stats, "rates": _rates}
+                "stats": _stats, "rates": _rates, "readme": _readme}
     try:
         return handlers[args.command](args)
     except (CheckError, BaselineError, _UserError) as exc:
