@@ -150,4 +150,3 @@ def summary_line(entries: list[dict]) -> str:
     """Count the outcomes, e.g. ``2 shown, 1 contradicted, 5 undecidable at this size``."""
     counts = {o: sum(e["outcome"] == o for e in entries) for o in OUTCOMES}
     return ", ".join(f"{n} {o}" for o, n in counts.items() if n)
-
