@@ -225,6 +225,17 @@ def claims_listing(group: str | None = None) -> list[dict]:
     return out
 
 
+def _read_report(path: str, needs: str) -> dict:
+    """Return a run's validation.json, refused unless it holds the list ``needs``."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _UserError(f"cannot read report {path}: {exc}") from exc
+    if not isinstance(report, dict) or not isinstance(report.get(needs), list):
+        raise _UserError(f"{path} is not a validation report (no {needs} list)")
+    return report
+
+
 def _power_of(report_path: str) -> dict:
     """Claim id -> its ``power`` record from a run's validation.json."""
     path = Path(report_path)
@@ -373,12 +384,7 @@ def _baseline(args) -> int:
         # report it is made from or another file.
         check_output_path(args.baseline, inputs=[args.report], name="BASELINE",
                           may_replace=is_baseline_file)
-    try:
-        report = json.loads(Path(args.report).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _UserError(f"cannot read report {args.report}: {exc}") from exc
-    if not isinstance(report, dict) or not isinstance(report.get("claims"), list):
-        raise _UserError(f"{args.report} is not a validation report (no claims list)")
+    report = _read_report(args.report, "claims")
     if args.baseline_command == "update":
         try:
             path = write_baseline(report, args.baseline)
@@ -460,12 +466,7 @@ def _readme(args) -> int:
     from pmt_core.infra.atomic import write_text_atomic
     from pmt_core.report.markdown import BLOCKS, replace_block, snapshot
 
-    try:
-        report = json.loads(Path(args.report).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _UserError(f"cannot read report {args.report}: {exc}") from exc
-    if not isinstance(report, dict) or not isinstance(report.get("scoreboard"), list):
-        raise _UserError(f"{args.report} is not a validation report (no scoreboard)")
+    report = _read_report(args.report, "scoreboard")
     blocks = {name: write(report) for name, write in BLOCKS.items()}
     text = None
     if args.readme is not None:
