@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pmt_core.explain import sanity
+from pmt_core.model import randomisation
 from pmt_core.model.network import PMTConvNet
 
 N_PATHS, N_FRAMES, N_CLASSES = 32, 32, 3
@@ -57,18 +58,18 @@ def _state(model):
 
 def test_reinitialise_is_seeded_and_in_default_range():
     a, b = nn.Linear(10, 4), nn.Linear(10, 4)
-    sanity.reinitialise(a, 3)
-    sanity.reinitialise(b, 3)
+    randomisation.reinitialise(a, 3)
+    randomisation.reinitialise(b, 3)
     torch.testing.assert_close(a.weight, b.weight)
     torch.testing.assert_close(a.bias, b.bias)
     assert a.weight.abs().max() <= 1 / np.sqrt(10)
     c = nn.Conv1d(4, 6, 5, bias=False)
     before = c.weight.clone()
-    sanity.reinitialise(c, 4)
+    randomisation.reinitialise(c, 4)
     assert not torch.equal(before, c.weight)
     assert c.weight.abs().max() <= 1 / np.sqrt(4 * 5)
     with pytest.raises(TypeError):
-        sanity.reinitialise(nn.ReLU(), 0)
+        randomisation.reinitialise(nn.ReLU(), 0)
 
 
 def test_reinitialise_batch_norm_redraws_affine_and_resets_statistics():
@@ -76,8 +77,8 @@ def test_reinitialise_batch_norm_redraws_affine_and_resets_statistics():
     for m in (bn, twin):
         m.train()
         m(torch.randn(8, 50) * 3 + 2)  # learn some running statistics
-    sanity.reinitialise(bn, 7)
-    sanity.reinitialise(twin, 7)
+    randomisation.reinitialise(bn, 7)
+    randomisation.reinitialise(twin, 7)
     torch.testing.assert_close(bn.weight, twin.weight)
     # Re-drawn from U(-1, 1) (fan_in 1), not left at, or reset to, the constant (1, 0).
     for p in (bn.weight, bn.bias):
@@ -86,21 +87,21 @@ def test_reinitialise_batch_norm_redraws_affine_and_resets_statistics():
     torch.testing.assert_close(bn.running_var, torch.ones(50))
     assert int(bn.num_batches_tracked) == 0
     other = nn.BatchNorm1d(50)
-    sanity.reinitialise(other, 8)
+    randomisation.reinitialise(other, 8)
     assert not torch.equal(other.weight, bn.weight)
 
 
 def test_cascade_covers_every_learned_layer_output_side_first(model):
-    layers = sanity.CASCADE_LAYERS
+    layers = randomisation.CASCADE_LAYERS
     assert layers == tuple(reversed(PMTConvNet.PARAMETER_LAYERS))
-    assert layers == sanity.cascade_layers(model)
+    assert layers == randomisation.cascade_layers(model)
     learned = {n for n, m in model.named_modules()
                if n and any(True for _ in m.parameters(recurse=False))}
     assert set(layers) == learned
     assert (layers[0], layers[-1]) == ("fc2", "input_norm")
     assert layers.index("bn3") < layers.index("conv3")  # output side first
     with pytest.raises(ValueError, match="PARAMETER_LAYERS"):
-        sanity.cascade_layers(nn.Linear(2, 2))
+        randomisation.cascade_layers(nn.Linear(2, 2))
 
 
 def test_predicted_target(model, features):
@@ -120,10 +121,10 @@ def test_cascade_model_untouched_and_targets_fixed(model, features):
     result = sanity.cascading_randomisation(model, features, "any", seed=1, explain_fn=recording)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
-    stages = len(sanity.CASCADE_LAYERS)
+    stages = len(randomisation.CASCADE_LAYERS)
     assert stages == 9  # 3 conv, 4 batch norms, 2 dense layers, each its own stage
     assert result.rank_correlation.shape == (stages, len(features))
-    assert result.layers == sanity.CASCADE_LAYERS
+    assert result.layers == randomisation.CASCADE_LAYERS
     assert result.stage_names[:3] == ("fc2", "+fc1", "+bn3")
     predicted = sanity.predicted_target(model, features)
     assert len(seen) == 1 + stages  # reference + stages, all with the ORIGINAL prediction
@@ -202,5 +203,5 @@ def test_real_lrp_if_present(model, features):
     rule = next(iter(lrp.COMPOSITES))
     result = sanity.cascading_randomisation(copy.deepcopy(model), features[:6], rule, seed=0,
                                             explain_fn=lrp.explain)
-    assert result.rank_correlation.shape == (len(sanity.CASCADE_LAYERS), 6)
+    assert result.rank_correlation.shape == (len(randomisation.CASCADE_LAYERS), 6)
     assert np.all(np.isfinite(result.mean) | (result.n_undefined == 6))

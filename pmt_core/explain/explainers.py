@@ -66,7 +66,7 @@ NULL_IGNORES = ("everything", "example", "model", "training")
 #: that an LRP constant recomputes the readings but not the gradients.
 ATTRIBUTION_CODE = ("pmt_core.explain.explainers", "pmt_core.model.network")
 LRP_CODE = ATTRIBUTION_CODE + ("pmt_core.explain.lrp",)
-RANDOMISED_LRP_CODE = LRP_CODE + ("pmt_core.explain.sanity",)
+RANDOMISED_LRP_CODE = LRP_CODE + ("pmt_core.model.randomisation",)
 
 
 @dataclass
@@ -257,14 +257,14 @@ def randomised_copy(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Return a copy of ``model`` with every layer that has parameters re-initialised.
 
     The last stage of the cascading randomisation
-    (:func:`pmt_core.explain.sanity.reinitialise` on every layer of the cascade),
+    (:func:`pmt_core.model.randomisation.reinitialise` on every layer of the cascade),
     so the null and the sanity check agree.
     """
-    from pmt_core.explain import sanity
+    from pmt_core.model import randomisation
 
     work = copy.deepcopy(model).eval()
-    for k, name in enumerate(sanity.CASCADE_LAYERS):
-        sanity.reinitialise(getattr(work, name), int(seed) * 1000 + k)
+    for k, name in enumerate(randomisation.CASCADE_LAYERS):
+        randomisation.reinitialise(getattr(work, name), int(seed) * 1000 + k)
     return work
 
 

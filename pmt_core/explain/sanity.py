@@ -3,7 +3,8 @@
 Cascading model-parameter randomisation ("Sanity checks for saliency maps",
 NeurIPS): re-initialise the layers from the top down and watch the maps. Maps
 that barely change explain the input, not the model. (Deletion curves, the other
-sanity check, are in :mod:`pmt_core.explain.perturbation`.)
+sanity check, are in :mod:`pmt_core.explain.perturbation`; which layers are
+re-drawn, and how, is :mod:`pmt_core.model.randomisation`.)
 
 It works in the network's input domain, the log-compressed scattering features
 (``pmt_core.features.compression``), and take the explanation method as a callable
@@ -15,7 +16,6 @@ that array itself; it defaults to :func:`pmt_core.explain.lrp.explain`.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,25 +24,9 @@ import torch
 from torch import nn
 
 from pmt_core.explain.relevance import local_maps, rowwise_spearman
-from pmt_core.model.network import PMTConvNet
+from pmt_core.model.randomisation import cascade_layers, reinitialise
 
-__all__ = [
-    "CASCADE_LAYERS",
-    "RandomisationResult",
-    "cascade_layers",
-    "cascading_randomisation",
-    "predicted_target",
-    "reinitialise",
-]
-
-#: Every layer of :class:`~pmt_core.model.network.PMTConvNet` with learned parameters, output
-#: side first: the order of Adebayo et al.'s cascading randomisation. Read from the model's
-#: own declaration (``PMTConvNet.PARAMETER_LAYERS``), so a change of the architecture
-#: cannot leave a learned layer out of the check; the batch norms are included
-#: (``bn3`` before ``conv3``: it comes after it in the forward pass), the input batch norm
-#: last.
-CASCADE_LAYERS: tuple[str, ...] = tuple(reversed(PMTConvNet.PARAMETER_LAYERS))
-
+__all__ = ["RandomisationResult", "cascading_randomisation", "predicted_target"]
 
 def _default_explain() -> Callable:
     # Imported lazily: pmt_core.explain.lrp needs zennit, and the sanity maths does not.
@@ -91,95 +75,6 @@ def predicted_target(model: nn.Module, features, batch_size: int = 64) -> np.nda
     x = _as_tensor(features, _model_device(work))
     parts = [work(x[i : i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)]
     return torch.cat(parts).cpu().numpy().astype(np.int64) if parts else np.zeros(0, np.int64)
-
-
-# --- cascading model-parameter randomisation -------------------------------------
-
-
-def reinitialise(module: nn.Module, seed: int) -> None:
-    """Re-draw a layer's learned parameters (and reset a batch norm's statistics).
-
-    Conv and Linear layers: PyTorch's default ``reset_parameters`` draws weights
-    and biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming uniform with
-    a = sqrt(5)); the same distribution is drawn here. Adebayo et al. (2018)
-    re-initialise "from the initialisation distribution" as well.
-
-    Batch norms: in eval mode a batch norm is the per-channel affine map
-    ``weight * (x - running_mean) / sqrt(running_var + eps) + bias``, and all four
-    of those were learned from the training data. "Randomising" it means: the
-    running statistics go back to their initial values (mean 0, variance 1, no
-    batches tracked), and the affine parameters are re-drawn from the default
-    distribution of an affine layer above with fan_in = 1 (each output reads one
-    input), U(-1, 1). PyTorch's own initialisation of the affine pair is the
-    constant (1, 0): re-drawing "from it" would only reset the layer to a fixed
-    identity-like map, and a map that an identity input norm leaves intact is
-    exactly what the check must not mistake for learned structure.
-
-    The draw comes from a private CPU generator in float64, then is cast, so the
-    result depends on ``seed`` only, not on the global RNG, the device or the
-    dtype.
-
-    Parameters
-    ----------
-    module : torch.nn.Linear, torch.nn.Conv1d or a batch norm
-        Modified in place.
-    seed : int
-
-    Raises
-    ------
-    TypeError
-        For any other module.
-    """
-    gen = torch.Generator().manual_seed(int(seed))
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        params, bound = (module.weight, module.bias), 1.0  # fan_in = 1
-    elif isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-        weight = module.weight
-        fan_in = weight[0].numel()  # in_features, or in_channels / groups * kernel size
-        params, bound = (weight, module.bias), 1.0 / math.sqrt(fan_in)
-    else:
-        raise TypeError(f"cannot re-initialise a {type(module).__name__}")
-    with torch.no_grad():
-        for param in params:
-            if param is not None:
-                fresh = torch.empty(param.shape, dtype=torch.float64)
-                fresh.uniform_(-bound, bound, generator=gen)
-                param.copy_(fresh.to(param.dtype))
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
-            module.reset_running_stats()  # mean 0, variance 1, num_batches_tracked 0
-
-
-def cascade_layers(model: nn.Module) -> tuple[str, ...]:
-    """Return the cascade order of ``model``: its declared parameter layers, output first.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A model that declares ``PARAMETER_LAYERS`` (its layers with learned
-        parameters in forward order), such as
-        :class:`~pmt_core.model.network.PMTConvNet`.
-
-    Returns
-    -------
-    tuple of str
-
-    Raises
-    ------
-    ValueError
-        If the model declares no such list, or the list misses a module that has
-        parameters of its own (the cascade must randomise every learned layer).
-    """
-    declared = getattr(model, "PARAMETER_LAYERS", None)
-    if declared is None:
-        raise ValueError(f"{type(model).__name__} declares no PARAMETER_LAYERS; pass layers=")
-    learned = {
-        name for name, m in model.named_modules()
-        if name and any(True for _ in m.parameters(recurse=False))
-    }  # fmt: skip
-    missing = learned - set(declared)
-    if missing:
-        raise ValueError(f"PARAMETER_LAYERS leaves out learned layers {sorted(missing)}")
-    return tuple(reversed(declared))
 
 
 @dataclass(frozen=True)

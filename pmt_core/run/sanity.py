@@ -143,7 +143,7 @@ class ModelRandomisationStage:
     index : numpy.ndarray of int
         Test positions of the sanity examples.
     layers : tuple of str
-        The cascade order (:func:`pmt_core.explain.sanity.cascade_layers`): the
+        The cascade order (:func:`pmt_core.model.randomisation.cascade_layers`): the
         layers re-initialised cumulatively, output first.
     cascade : dict
         ``cascade[composite][stage]``: (examples, paths) maps of replicate 0's
@@ -164,18 +164,18 @@ def compute_model_randomisation(run) -> ModelRandomisationStage:
     """Explain cascade-randomised copies of every S1+S2 replicate.
 
     On a copy of each replicate, the layers are re-initialised cumulatively
-    (:func:`pmt_core.explain.sanity.reinitialise`, seeded by the replicate's
+    (:func:`pmt_core.model.randomisation.reinitialise`, seeded by the replicate's
     seed and the stage); the LRP readings are explained after every stage for
     replicate 0, every explainer of every replicate after the last, with the
     trained replicate's predictions as targets.
     """
-    from pmt_core.explain import sanity as S
     from pmt_core.explain.explainers import lrp_explainer_names
+    from pmt_core.model import randomisation as R
 
     composites = lrp_explainer_names()
     idx, x, energy = sanity_subset(run)
     models = run.models.replicates["s1s2"]
-    layers = S.cascade_layers(models[0].model)
+    layers = R.cascade_layers(models[0].model)
     names = list(run.explanations.maps)
     cascade = {n: [] for n in composites}
     randomised = {n: [] for n in names}
@@ -183,7 +183,7 @@ def compute_model_randomisation(run) -> ModelRandomisationStage:
         for r, mm in enumerate(models):
             work = copy.deepcopy(mm.model).eval()
             for k, layer in enumerate(layers):
-                S.reinitialise(getattr(work, layer), int(run.seed_of(r)) * 1000 + k)
+                R.reinitialise(getattr(work, layer), int(run.seed_of(r)) * 1000 + k)
                 last = k == len(layers) - 1
                 if not (last or r == 0):
                     continue  # every stage for replicate 0; the others, the last stage
