@@ -78,3 +78,16 @@ def test_evidence_of_a_run_is_one_object_reading_its_stages_lazily():
     assert FakeRun.reads == 0 and ev.has("features") and not ev.has("models")
     assert ev.models == "models" and ev.models == "models" and FakeRun.reads == 1
     assert ev.test_clip(4) == 4
+
+
+def test_every_field_a_run_fills_from_a_stage_is_a_stage_of_the_run():
+    # a field added to Evidence without a run stage of its name would fail at the
+    # first claim that reads it; here it fails at once
+    from functools import cached_property
+
+    from pmt_core.run import Run
+
+    from_the_run_itself = {"seed", "dataset", "profile", "test_clip"}
+    for name in set(Evidence.fields()) - from_the_run_itself:
+        assert isinstance(getattr(Run, name, None), cached_property), name
+    assert callable(Run.test_clip)

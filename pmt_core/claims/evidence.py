@@ -199,7 +199,8 @@ class Evidence:
 def evidence_of(run) -> Evidence:
     """Return the :class:`Evidence` of a :class:`pmt_core.run.Run` (one per run).
 
-    Every field reads the run's stage of the same name, computed on first read.
+    Every field but the run's identity (seed, data set, profile) and its test audio
+    reads the run's stage of the same name, computed on first read.
     """
     if isinstance(run, Evidence):
         return run
@@ -211,10 +212,8 @@ def _build(run) -> Evidence:
     def stage(name: str) -> lazy:
         return lazy(lambda: getattr(run, name), ready=lambda: run.computed(name))
 
-    staged = ("data", "features", "rates", "compression", "test_energy", "input_statistics",
-              "models", "explanations", "mechanism", "lrp_checks", "sanity_deletion",
-              "sanity_randomisation", "sanity_data_randomisation", "band_occlusion", "theory",
-              "twins", "twin_descriptors", "scattering_config")
-    return Evidence(seed=run.settings.seed, dataset=run.settings.dataset,
-                    profile=run.profile.name, test_clip=lazy(lambda: run.test_clip),
-                    **{name: stage(name) for name in staged})
+    # every other field is the run's stage of the same name
+    given = {"seed": run.settings.seed, "dataset": run.settings.dataset,
+             "profile": run.profile.name, "test_clip": lazy(lambda: run.test_clip)}
+    return Evidence(**given, **{name: stage(name) for name in Evidence.fields()
+                                if name not in given})
