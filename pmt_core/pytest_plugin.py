@@ -118,7 +118,7 @@ def pytest_configure(config):
         # Checked here, so a bad option is one usage line before any collection.
         config.pmt_settings = settings_from_options(config)
         config.pmt_executor = executor_from_options(config, config.pmt_settings)
-        config.pmt_data_kind = _check_dataset(config)
+        config.pmt_dataset_frame = _check_dataset(config)
         config.pluginmanager.register(ClaimRecorder(config), "pmt-recorder")
 
 
@@ -287,12 +287,13 @@ def _check_baseline_options(config, inputs: list, report_dir: Path) -> None:
                           suffix=".json", may_replace=is_baseline_file)
 
 
-def _check_dataset(config) -> str:
-    # Loaded once before collection: a missing folder or a bad manifest is one usage
-    # line, not an error minutes into the run, and known failures need its kind.
+def _check_dataset(config):
+    # Loaded once, before collection: a missing folder or a bad manifest is one usage
+    # line, not an error minutes into the run. The run reads this frame
+    # (validation/conftest.py) instead of loading the data set again.
     dataset = config.getoption("--dataset")
     if dataset == "synthetic":
-        return "synthetic"
+        return None
     from pmt_core.data.datasets import load_dataset
     from pmt_core.data.split import check_split, has_split
     from pmt_core.infra.checks import CheckError
@@ -303,7 +304,7 @@ def _check_dataset(config) -> str:
             check_split(frame)
     except CheckError as exc:
         raise pytest.UsageError(f"--dataset: {exc}") from None
-    return frame.attrs.get("source", "files")
+    return frame
 
 
 def pytest_generate_tests(metafunc):

@@ -446,3 +446,27 @@ def test_example_audio_synthetic():
     np.testing.assert_array_equal(
         example_audio(row, n_samples=4096), synthesize(row, n_samples=4096)
     )
+
+
+def test_the_plugin_loads_the_data_set_once_and_the_run_reads_that_frame(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from pmt_core.data import datasets
+    from pmt_core.pytest_plugin import _check_dataset
+    from pmt_core.run import Run, RunSettings
+
+    for i in range(10):
+        _wav(tmp_path / f"{i}.wav")
+    pd.DataFrame({"path": [f"{i}.wav" for i in range(10)], "technique": ["tremolo"] * 10}).to_csv(
+        tmp_path / "m.csv", index=False)
+    calls = []
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda p: calls.append(p) or real(p))
+    manifest = str(tmp_path / "m.csv")
+    config = SimpleNamespace(getoption=lambda name: manifest)
+    frame = _check_dataset(config)  # what the plugin does before collection
+    run = Run(RunSettings(dataset=manifest, profile="smoke", report_dir=str(tmp_path / "r")),
+              progress=False, dataset_frame=frame)
+    assert len(run.data.frame) == 10 and run.data.source == "manifest"
+    assert len(calls) == 1  # not again by the run
+    assert _check_dataset(SimpleNamespace(getoption=lambda name: "synthetic")) is None

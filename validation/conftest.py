@@ -24,7 +24,8 @@ def pmt_run(pmt_settings, pytestconfig):
     quiet = capture is None or pytestconfig.getoption("verbose") < 0
     # Long stages show their progress bars through pytest's output capture.
     run = Run(pmt_settings, progress=not quiet,
-              around_stage=None if quiet else capture.global_and_fixture_disabled)
+              around_stage=None if quiet else capture.global_and_fixture_disabled,
+              dataset_frame=getattr(pytestconfig, "pmt_dataset_frame", None))
     executor = getattr(pytestconfig, "pmt_executor", None)
     if executor is not None and executor.enabled:
         from pmt_core.scale import JOBS_FOLDER, ExecutorError, fill_caches

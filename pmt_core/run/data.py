@@ -72,7 +72,8 @@ class DataStage:
         }
 
 
-def load_data(dataset: str, profile: Profile, seed: int) -> DataStage:
+def load_data(dataset: str, profile: Profile, seed: int,
+              frame: pd.DataFrame | None = None) -> DataStage:
     """Load (or synthesise the manifest of) a data set and split it with ``seed``.
 
     Parameters
@@ -83,6 +84,8 @@ def load_data(dataset: str, profile: Profile, seed: int) -> DataStage:
         :func:`pmt_core.data.datasets.load_dataset`.
     profile : Profile
     seed : int
+    frame : pandas.DataFrame, optional
+        ``load_dataset(dataset)``, where the caller has it already (not reloaded).
     """
     if dataset == "synthetic":
         from pmt_core.data.synth import synthetic_manifest
@@ -91,7 +94,7 @@ def load_data(dataset: str, profile: Profile, seed: int) -> DataStage:
     else:
         from pmt_core.data.datasets import load_dataset
 
-        frame = load_dataset(dataset)
+        frame = load_dataset(dataset) if frame is None else frame
         path = frame.attrs.get("path", str(Path(dataset).resolve()))
     frame = assign_split(frame, seed)
     class_names = present_techniques(frame["technique"])
@@ -153,7 +156,8 @@ def rate_stage(data: DataStage, descriptors: pd.DataFrame) -> RateStage:
 def compute_data(run) -> DataStage:
     """Load the data set and split it (written to ``report_dir/split.csv``)."""
     with run.timed("data"):
-        stage = load_data(run.settings.dataset, run.profile, run.settings.seed)
+        stage = load_data(run.settings.dataset, run.profile, run.settings.seed,
+                          frame=run.dataset_frame)
         write_split_csv(stage.frame, run.report_dir / "split.csv")
     return stage
 

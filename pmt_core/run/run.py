@@ -52,10 +52,15 @@ class Run:
     around_stage : callable, optional
         A context-manager factory entered around every stage (pytest passes one
         that lifts its output capture, so the progress bars show).
+    dataset_frame : pandas.DataFrame, optional
+        ``settings.dataset`` as :func:`pmt_core.data.datasets.load_dataset` already
+        returned it (the pytest plugin loads it to check it), so it is read once.
     """
 
-    def __init__(self, settings: RunSettings, progress: bool = True, around_stage=None):
+    def __init__(self, settings: RunSettings, progress: bool = True, around_stage=None,
+                 dataset_frame: pd.DataFrame | None = None):
         self.settings = settings
+        self.dataset_frame = dataset_frame
         self.progress = progress
         self.around_stage = around_stage
         self.profile = get_profile(settings.profile)
