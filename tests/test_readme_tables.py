@@ -51,7 +51,7 @@ def test_the_scoreboard_has_one_row_per_statement_with_its_outcome_and_figure():
     text = scoreboard_table(report)
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + len(report["scoreboard"])  # the header, then the statements
-    gain = next(r for r in rows if "gain 0.28 [0.21, 0.36], at least 0.1" in r)
+    gain = next(r for r in rows if "gain 0.28 [0.21, 0.36], bar at least 0.1" in r)
     assert "**shown**" in gain
     assert "commit abcdef0, EPYC" in text
     assert re.search(r"Outcomes: 1 shown, .*\d+ not applicable\.", text)

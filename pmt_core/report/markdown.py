@@ -13,7 +13,14 @@ were made from (a unit test holds the README to it). Blocks:
 
 from __future__ import annotations
 
-from pmt_core.report.scoreboard import CONTRADICTED, SHOWN, UNDECIDABLE, summary_line
+from pmt_core.report.scoreboard import (
+    CONTRADICTED,
+    SHOWN,
+    beside_text,
+    caveats,
+    figure_text,
+    summary_line,
+)
 
 __all__ = ["BLOCKS", "READING_FAMILIES", "begin_marker", "end_marker", "readings",
            "replace_block", "scoreboard_table", "snapshot"]
@@ -59,20 +66,9 @@ def scoreboard_table(report: dict) -> str:
     for e in report["scoreboard"]:
         outcome = (f"**{e['outcome']}**" if e["outcome"] in (SHOWN, CONTRADICTED)
                    else e["outcome"])
-        figure = ""
-        if e.get("figure") is not None:
-            figure = (f"{e['figure_name']} {_fmt(e['figure'])}{_interval(e.get('interval'))}, "
-                      f"{e['bar']}")
-        power = e.get("power") or {}
-        if e["outcome"] == UNDECIDABLE and power:
-            need = power.get("n_needed")
-            figure += (f"; {need:,} test examples would decide it" if need else
-                       f"; {power.get('replicates_needed') or 'more'} replicates would "
-                       "decide it")
-        if e.get("rates_estimated"):
-            figure += "; rates estimated from the audio"
-        beside = ", ".join(f"{k} {_fmt(v)}" for k, v in (e.get("beside") or {}).items())
-        lines.append(_row((e["statement"], outcome, figure, beside)))
+        # the same phrases as the report's sentence (pmt_core.report.scoreboard)
+        lines.append(_row((e["statement"], outcome, figure_text(e) + caveats(e),
+                           beside_text(e))))
     lines += ["", f"Outcomes: {summary_line(report['scoreboard'])}."]
     return "\n".join(lines)
 

@@ -126,14 +126,19 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _sentence(entry: dict) -> str:
-    """One plain sentence: the statement, its outcome, the figure and its interval."""
-    text = f"{entry['statement']}: {entry['outcome']}"
-    if entry["figure"] is not None:
-        interval = entry["interval"]
-        shown = (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]"
-                 if interval and None not in interval else "")
-        text += f" ({entry['figure_name']} {_fmt(entry['figure'])}{shown}, bar {entry['bar']})"
+def figure_text(entry: dict) -> str:
+    """Return ``name value [low, high], bar op value`` for an entry's key figure ("" if none)."""
+    if entry.get("figure") is None:
+        return ""
+    interval = entry.get("interval")
+    shown = (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+             if interval and None not in interval else "")
+    return f"{entry['figure_name']} {_fmt(entry['figure'])}{shown}, bar {entry['bar']}"
+
+
+def caveats(entry: dict) -> str:
+    """Return what qualifies the figure: the size that would decide it, estimated rates."""
+    text = ""
     power = entry.get("power") or {}
     if entry["outcome"] == UNDECIDABLE and power:
         need = power.get("n_needed")
@@ -141,8 +146,22 @@ def _sentence(entry: dict) -> str:
                  f"; {power.get('replicates_needed') or 'more'} replicates would decide it")
     if entry.get("rates_estimated"):
         text += "; rates estimated from the audio"
+    return text
+
+
+def beside_text(entry: dict) -> str:
+    """Return the nulls' figures beside the statement's, ``name value, ...``."""
+    return ", ".join(f"{k} {_fmt(v)}" for k, v in (entry.get("beside") or {}).items())
+
+
+def _sentence(entry: dict) -> str:
+    """One plain sentence: the statement, its outcome, the figure and its interval."""
+    text = f"{entry['statement']}: {entry['outcome']}"
+    if entry["figure"] is not None:
+        text += f" ({figure_text(entry)})"
+    text += caveats(entry)
     if entry["beside"]:
-        text += "; beside it: " + ", ".join(f"{k} {_fmt(v)}" for k, v in entry["beside"].items())
+        text += "; beside it: " + beside_text(entry)
     return text + "."
 
 
