@@ -2,8 +2,8 @@
 
 A claim reads an :class:`Evidence` and calls statistics; it never trains,
 explains, reads audio or stores anything on the run. The run computes the stages
-(:mod:`pmt_core.run`); :func:`evidence_of` hands them to the claims, each read
-on first use, so a claim that reads only the LRP checks trains nothing more.
+(:mod:`pmt_core.run`); :func:`evidence_of` hands them to the claims, each computed
+on first read, so evaluating a claim computes only the stages it reads.
 
 A notebook evaluates the claims on its own products by building one::
 
